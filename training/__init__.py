@@ -1,0 +1,1 @@
+"""Training, export and evaluation of the models the service serves (``python -m training``)."""

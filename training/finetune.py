@@ -1,0 +1,137 @@
+"""ResNet recipes: ``pretrain`` a backbone on a source ImageFolder, ``finetune`` it in two stages."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training import engine, presets
+from training.backbone import ARCHS, build_resnet, load_backbone_weights
+from training.data.images import limit, load_image_folder
+from training.provenance import provenance
+
+KIND = "resnet"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` and ``finetune`` subcommands."""
+    pre = subparsers.add_parser(
+        "pretrain", help="train a ResNet from scratch on a source ImageFolder (e.g. cifar10-subset)",
+        description="Train a torchvision ResNet from random initialisation on <data>/train, validating on "
+                    "<data>/val|validation|test; its checkpoint is a backbone for `finetune --weights PATH`. "
+                    "SGD (momentum 0.9, nesterov) with a one-cycle schedule, label smoothing, random resized "
+                    "crop and flip.")
+    _add_data_args(pre, image_size=64, arch="resnet18")
+    pre.add_argument("--min-scale", type=float, default=0.5,
+                     help="smallest random-resized-crop area (default 0.5)")
+    pre.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
+    engine.add_common_args(pre, epochs=15, batch_size=128, lr=0.1, weight_decay=5e-4, name="cifar10-resnet18")
+    pre.set_defaults(func=pretrain)
+
+    fin = subparsers.add_parser(
+        "finetune", help="fine-tune a ResNet on an ImageFolder in two stages (head, then layer4)",
+        description="Stage 1 trains a new linear head with the body frozen (--head-epochs at --lr); stage 2 "
+                    "also unfreezes the last block, layer4, at the lower --body-lr (--epochs). Random "
+                    "resized crop and flip; eval resizes the short side to size/0.875 and center-crops.")
+    _add_data_args(fin, image_size=160, arch="resnet18")
+    fin.add_argument("--weights", default=None,
+                     help="initialisation: 'imagenet' (torchvision's weights, downloaded), a PATH to a state "
+                          "dict or project checkpoint (e.g. runs/<pretrain-run>/checkpoint.pt), or omitted "
+                          "for random")
+    fin.add_argument("--head-epochs", type=int, default=3, help="stage 1 epochs, body frozen (default 3)")
+    fin.add_argument("--body-lr", type=float, default=0.01, help="stage 2 learning rate (default 0.01)")
+    fin.add_argument("--min-scale", type=float, default=0.35,
+                     help="smallest random-resized-crop area (default 0.35)")
+    fin.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
+    engine.add_common_args(fin, epochs=5, batch_size=64, lr=0.05, weight_decay=1e-4, name="pets-resnet18")
+    fin.set_defaults(func=finetune)
+
+
+def _add_data_args(parser: argparse.ArgumentParser, *, image_size: int, arch: str) -> None:
+    parser.add_argument("--data", type=Path, required=True,
+                        help="ImageFolder root with train/ and val/ (or validation/ or test/) class folders")
+    parser.add_argument("--arch", choices=ARCHS, default=arch, help="ResNet depth (default %(default)s)")
+    parser.add_argument("--image-size", type=int, default=image_size,
+                        help="square input size in pixels (default %(default)s)")
+
+
+def _datasets(args: argparse.Namespace, preset: presets.ImagePreset):
+    augment = presets.resnet_augment(args.image_size, args.min_scale)
+    train = load_image_folder(args.data, "train", preset.train_transform(augment))
+    val = load_image_folder(args.data, "val", preset.eval_transform())
+    if train.classes != val.classes:
+        raise ValueError(f"{args.data}: train classes {train.classes} differ from val classes {val.classes}")
+    return train.classes, limit(train, args.limit, args.seed), limit(val, args.limit, args.seed)
+
+
+def _sgd(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+
+
+def set_stage(model: nn.Module, stage: int) -> list[nn.Parameter]:
+    """Freeze policy: stage 1 trains only ``fc``; stage 2 also ``layer4``. Returns the trainable params."""
+    trainable = ("fc.",) if stage == 1 else ("fc.", "layer4.")
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith(trainable)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init) -> None:
+    engine.finish_run(run_dir, kind=KIND, model=model,
+                      model_args={"arch": args.arch, "num_classes": len(labels)}, labels=labels,
+                      history=history, confusion=confusion, started=started,
+                      extra={"image": preset.manifest(),
+                             "provenance": provenance(args.data, seed=args.seed, device=device,
+                                                      initialisation=init, recipe=args.command)})
+
+
+def pretrain(args: argparse.Namespace) -> Path:
+    """Train a ResNet from scratch; return the run directory."""
+    device, run_dir = engine.setup(args)
+    started = time.time()
+    preset = presets.resnet_preset(args.image_size, crop=False)
+    labels, train_set, val_set = _datasets(args, preset)
+    loaders = engine.make_loaders(train_set, val_set, args)
+    model = build_resnet(args.arch, len(labels)).to(device)
+    optimizer = _sgd(list(model.parameters()), args.lr, args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
+                                                    steps_per_epoch=len(loaders[0]), pct_start=0.2)
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    history: dict[str, list[float]] = {}
+    confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, args.epochs, history,
+                                  len(labels), scheduler)
+    _finish(args, run_dir, model, labels, history, confusion, started, preset, device,
+            "random initialisation")
+    return run_dir
+
+
+def finetune(args: argparse.Namespace) -> Path:
+    """Two-stage transfer learning; return the run directory."""
+    device, run_dir = engine.setup(args)
+    started = time.time()
+    preset = presets.resnet_preset(args.image_size)
+    labels, train_set, val_set = _datasets(args, preset)
+    loaders = engine.make_loaders(train_set, val_set, args)
+    model = build_resnet(args.arch, len(labels))
+    init = load_backbone_weights(model, args.weights)
+    print(f"initialisation: {init}", flush=True)
+    model.to(device)
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    history: dict[str, list[float]] = {}
+    confusion = None
+    for stage, epochs, lr in ((1, args.head_epochs, args.lr), (2, args.epochs, args.body_lr)):
+        if epochs <= 0:
+            continue
+        optimizer = _sgd(set_stage(model, stage), lr, args.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loaders[0]))
+        print(f"stage {stage}: {epochs} epochs at lr {lr}", flush=True)
+        confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, epochs, history,
+                                      len(labels), scheduler)
+    if confusion is None:
+        raise ValueError("nothing to train: --head-epochs and --epochs are both 0")
+    _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)
+    return run_dir
