@@ -1,0 +1,1 @@
+"""modelserve: image classification, sentiment and image captioning over ONNX Runtime."""

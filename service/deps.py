@@ -1,0 +1,26 @@
+"""FastAPI dependencies: typed aliases for what handlers need from the application state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .registry import ModelRegistry
+from .settings import Settings
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the application was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    """The model registry created by the lifespan."""
+    registry: ModelRegistry = request.app.state.registry
+    return registry
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]

@@ -1,0 +1,158 @@
+"""The one error hierarchy and the one JSON error body: ``{"error": {"code", "message", "status"}}``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+
+class ServiceError(Exception):
+    """Base of every error the service reports; subclasses fix the HTTP status and the code."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(ServiceError):
+    """The request could not be parsed."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class InvalidImage(ServiceError):
+    """Not an image, or a truncated or corrupt one."""
+
+    status_code = 400
+    code = "invalid_image"
+
+
+class ModelNotFound(ServiceError):
+    """No model of the requested task has that name (or version)."""
+
+    status_code = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    """The request body is over ``max_upload_bytes``."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ImageTooLarge(ServiceError):
+    """The image has more than ``max_image_pixels`` pixels (a decompression bomb, say)."""
+
+    status_code = 413
+    code = "image_too_large"
+
+
+class TooManyItems(ServiceError):
+    """More than ``max_batch_items`` images or texts in one request."""
+
+    status_code = 413
+    code = "too_many_items"
+
+
+class UnsupportedMediaType(ServiceError):
+    """An upload that is not one of the supported image formats."""
+
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInput(ServiceError):
+    """A well-formed request whose values are out of bounds (empty or over-long text, top_k, ...)."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class EmptyText(InvalidInput):
+    """A text that is empty or only whitespace."""
+
+    code = "empty_text"
+
+
+class TextTooLong(InvalidInput):
+    """A text over ``max_text_chars`` characters."""
+
+    code = "text_too_long"
+
+
+class ValidationFailed(ServiceError):
+    """The request does not match its schema (pydantic validation)."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class ModelNotReady(ServiceError):
+    """The model exists but is not loaded (still loading, or every version failed)."""
+
+    status_code = 503
+    code = "model_not_ready"
+
+
+def error_response(error: ServiceError) -> JSONResponse:
+    """Render an error as the one JSON error body."""
+    body = {"error": {"code": error.code, "message": error.message, "status": error.status_code}}
+    return JSONResponse(body, status_code=error.status_code)
+
+
+def _format_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        location = ".".join(str(part) for part in err.get("loc", ()))
+        parts.append(f"{location}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+async def _service_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc)
+
+
+async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(ValidationFailed(_format_validation(exc)))
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    # FastAPI wraps errors raised while it reads the body (our upload limit among them) in a 400.
+    if isinstance(exc.__cause__, ServiceError):
+        return error_response(exc.__cause__)
+    error = ServiceError(str(exc.detail))
+    error.status_code = exc.status_code
+    error.code = _HTTP_CODES.get(
+        exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
+    )
+    return error_response(error)
+
+
+async def _unexpected_handler(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(ServiceError(f"internal error: {type(exc).__name__}"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error, ours and the framework's, to the one JSON error body."""
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(HTTPException, _http_error_handler)
+    app.add_exception_handler(Exception, _unexpected_handler)

@@ -1,0 +1,58 @@
+"""The application factory: ``create_app(settings)`` with a lifespan that loads and closes the models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import __doc__ as package_doc
+from .errors import install_error_handlers
+from .registry import ModelRegistry
+from .routes import caption, classify, health, models, sentiment
+from .settings import Settings, get_settings
+from .uploads import BodySizeLimit
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Discover the repository, load and warm up models in a worker thread (the server answers
+    meanwhile, not ready), and release them on shutdown."""
+    settings: Settings = app.state.settings
+    registry = ModelRegistry(settings)
+    app.state.registry = registry
+    logger.info(
+        "model repository %s: %d versions; providers requested: %s",
+        settings.models_dir,
+        len(registry.versions),
+        registry.requested_providers,
+    )
+    loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
+    try:
+        yield
+    finally:
+        registry.stop_loading()
+        await loading
+        registry.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; nothing is loaded until its lifespan starts."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="modelserve",
+        version="0.1.0",
+        description=package_doc or "",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    for router in (classify.router, sentiment.router, caption.router, models.router, health.router):
+        app.include_router(router)
+    return app

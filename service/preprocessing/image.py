@@ -1,0 +1,91 @@
+"""Image decoding (format, size and integrity checks) and the manifest's preprocessing to NCHW float32."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+from ..manifest import ImageSpec
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF"})
+
+
+def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode an upload to an oriented RGB or L image (first frame of a GIF).
+
+    The size is checked from the header, before any pixel is decoded, so a decompression bomb costs
+    nothing. Raises ``InvalidImage`` (400), ``UnsupportedMediaType`` (415) or ``ImageTooLarge`` (413).
+    """
+    if not data:
+        raise InvalidImage("the file is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image is larger than {max_pixels} pixels") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage("the file is not an image") from exc
+    if image.format not in SUPPORTED_FORMATS:
+        raise UnsupportedMediaType(
+            f"image format {image.format} is not supported; send JPEG, PNG, WebP, BMP or GIF"
+        )
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"image is {width}x{height} pixels, more than the limit of {max_pixels}")
+    try:
+        image.load()
+        oriented = ImageOps.exif_transpose(image)
+        return _to_rgb_or_grey(oriented)
+    except Exception as exc:  # Pillow raises many types on truncated or corrupt data; all mean bad input
+        raise InvalidImage("the image is truncated or corrupt") from exc
+
+
+def _to_rgb_or_grey(image: Image.Image) -> Image.Image:
+    """Flatten transparency onto white and reduce palette, 16-bit and CMYK modes to RGB or L."""
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        return image.convert("L")
+    return image.convert("RGB")
+
+
+def _resize_and_crop(image: Image.Image, spec: ImageSpec) -> Image.Image:
+    height, width = spec.size
+    if spec.resize is None:
+        return image.resize((width, height), Image.Resampling.BILINEAR)
+    # Shorter side to `resize` (the longer one truncated, as torchvision does), then center-crop.
+    w, h = image.size
+    if w <= h:
+        new_w, new_h = spec.resize, int(spec.resize * h / w)
+    else:
+        new_w, new_h = int(spec.resize * w / h), spec.resize
+    image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    top = round((new_h - height) / 2.0)
+    left = round((new_w - width) / 2.0)
+    return image.crop((left, top, left + width, top + height))
+
+
+def preprocess_image(image: Image.Image, spec: ImageSpec) -> np.ndarray:
+    """One decoded image -> float32 array [C, H, W], following the manifest's ``image`` section."""
+    image = _resize_and_crop(image.convert(spec.color_mode), spec)
+    x: np.ndarray = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if spec.invert:
+        x = np.float32(1.0) - x
+    x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+
+
+def image_batch(images: list[Image.Image], spec: ImageSpec) -> np.ndarray:
+    """Decoded images -> one float32 batch [N, C, H, W]."""
+    return np.stack([preprocess_image(image, spec) for image in images])

@@ -1,0 +1,35 @@
+"""Text -> token ids with the version's own ``tokenizers`` tokenizer, truncated, padded and with lengths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..manifest import TextSpec
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """Load a serialized ``tokenizers`` tokenizer (it carries its own normaliser and vocabulary)."""
+    return Tokenizer.from_file(str(path))
+
+
+class TextEncoder:
+    """Encodes a batch of texts as the manifest's ``text`` section says."""
+
+    def __init__(self, tokenizer: Tokenizer, spec: TextSpec) -> None:
+        self.tokenizer = tokenizer
+        self.spec = spec
+
+    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Texts -> (ids [N, T] right-padded with ``pad_id``, true lengths [N], each at least 1)."""
+        rows = []
+        for encoding in self.tokenizer.encode_batch(texts):
+            ids = encoding.ids[: self.spec.max_length]
+            rows.append(ids or [self.spec.unk_id])  # an all-unknown or empty text is still one token
+        lengths = np.array([len(row) for row in rows], dtype=np.int64)
+        padded = np.full((len(rows), int(lengths.max())), self.spec.pad_id, dtype=np.int64)
+        for i, row in enumerate(rows):
+            padded[i, : len(row)] = row
+        return padded, lengths

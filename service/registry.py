@@ -1,0 +1,168 @@
+"""The registry: which model versions exist, their state, which one serves a request, and readiness."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .errors import ModelNotFound, ModelNotReady
+from .manifest import Manifest
+from .providers import requested_providers, uses_gpu
+from .repository import VersionDir, discover, load_version, read_manifest
+from .runtimes import Runtime, RuntimeLoadError
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class ModelState(StrEnum):
+    """Life cycle of a model version."""
+
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+
+
+@dataclass
+class ModelVersion:
+    """One version of the repository, whatever became of it."""
+
+    source: VersionDir
+    state: ModelState = ModelState.LOADING
+    manifest: Manifest | None = None
+    reason: str | None = None
+    runtime: Runtime | None = None
+    load_time_s: float | None = None
+    providers: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def task(self) -> str | None:
+        """The task, once the manifest was read."""
+        return self.manifest.task if self.manifest is not None else None
+
+    def actual_providers(self) -> list[str]:
+        """The providers its sessions actually got, over all graphs."""
+        return sorted({p for providers in self.providers.values() for p in providers})
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.source.name
+
+    @property
+    def version(self) -> int:
+        """The version number."""
+        return self.source.version
+
+
+class ModelRegistry:
+    """Holds every discovered version; loading runs in a worker thread while requests are answered."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.requested_providers = requested_providers(settings)
+        enabled = set(settings.enabled_models)
+        self.versions = [
+            ModelVersion(v) for v in discover(settings.models_dir) if not enabled or v.name in enabled
+        ]
+        self.loading_done = False
+        self._stop = threading.Event()
+
+    def load_all(self) -> None:
+        """Load and warm up every version, one after the other (blocking)."""
+        for entry in self.versions:
+            if self._stop.is_set():
+                entry.state, entry.reason = ModelState.FAILED, "shut down before loading"
+                continue
+            self._load(entry)
+        self.loading_done = True
+        logger.info(
+            "loading finished: %d of %d versions ready", len(self.ready_versions()), len(self.versions)
+        )
+
+    def _load(self, entry: ModelVersion) -> None:
+        started = time.perf_counter()
+        try:
+            entry.manifest = read_manifest(entry.source)
+            runtime = load_version(entry.manifest, entry.source.path, self.settings)
+        except RuntimeLoadError as exc:
+            entry.state, entry.reason = ModelState.FAILED, str(exc)
+            logger.error("model %s/%d skipped: %s", entry.name, entry.version, exc)
+            return
+        entry.runtime, entry.providers = runtime, runtime.providers()
+        entry.load_time_s = round(time.perf_counter() - started, 4)
+        entry.state = ModelState.READY
+        logger.info(
+            "model %s/%d ready in %.2fs; requested %s, actual %s",
+            entry.name,
+            entry.version,
+            entry.load_time_s,
+            self.requested_providers,
+            entry.providers,
+        )
+
+    def stop_loading(self) -> None:
+        """Ask ``load_all`` to stop after the version it is loading."""
+        self._stop.set()
+
+    def ready_versions(self) -> list[ModelVersion]:
+        """Versions that are loaded and warmed up."""
+        return [v for v in self.versions if v.state is ModelState.READY]
+
+    def serving(self, name: str) -> ModelVersion | None:
+        """The version served for a name by default: the highest that is ready."""
+        ready = [v for v in self.ready_versions() if v.name == name]
+        return max(ready, key=lambda v: v.version) if ready else None
+
+    def resolve(self, task: str, model: str | None, default: str) -> ModelVersion:
+        """The version that serves a request: ``model`` is ``name`` or ``name:version``; without it, the
+        ``default`` name, else the first ready model of the task by name."""
+        if model is None:
+            names = sorted({v.name for v in self.ready_versions() if v.task == task})
+            if not names:
+                if not self.loading_done:
+                    raise ModelNotReady(f"no {task} model is ready yet")
+                raise ModelNotFound(f"no {task} model is loaded")
+            model = default if default in names else names[0]
+        name, _, pinned = model.partition(":")
+        candidates = [v for v in self.versions if v.name == name and (not pinned or str(v.version) == pinned)]
+        if not candidates:
+            raise ModelNotFound(f"unknown model {model!r}")
+        other_tasks = {v.task for v in candidates if v.task is not None and v.task != task}
+        if other_tasks and all(v.task != task for v in candidates):
+            raise ModelNotFound(f"model {model!r} is a {other_tasks.pop()} model, not {task}")
+        ready = [v for v in candidates if v.state is ModelState.READY]
+        if not ready:
+            reasons = sorted({v.reason or "loading" for v in candidates})
+            raise ModelNotReady(f"model {model!r} is not ready: {'; '.join(reasons)}")
+        return max(ready, key=lambda v: v.version)
+
+    def readiness(self) -> list[str]:
+        """Why the service is not ready; empty when it is. Ready means: loading has finished, every
+        enabled model has a ready version (enabled: ``enabled_models``, or every model found if that is
+        empty, in which case a model none of whose versions loads is skipped), and, when ``require_gpu``
+        is set, no ready version runs on CPU only."""
+        if not self.loading_done:
+            return ["models are still loading"]
+        reasons = [
+            f"enabled model {name!r} has no loadable version"
+            for name in sorted(self.settings.enabled_models)
+            if self.serving(name) is None
+        ]
+        if self.settings.require_gpu:
+            reasons += [
+                f"model {v.name}/{v.version} runs on {v.actual_providers()}, and require_gpu is set"
+                for v in self.ready_versions()
+                if not all(uses_gpu(providers) for providers in v.providers.values())
+            ]
+        return reasons
+
+    def close(self) -> None:
+        """Release every runtime."""
+        for entry in self.versions:
+            if entry.runtime is not None:
+                entry.runtime.close()
+                entry.runtime = None

@@ -1,0 +1,46 @@
+"""POST /v1/caption."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from ..deps import RegistryDep, SettingsDep
+from ..runtimes import CaptionerRuntime
+from ..schemas import Caption, CaptionResponse
+from ..uploads import read_images
+from .common import check_range, error_responses, resolve_runtime
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+
+
+@router.post(
+    "/caption", response_model=CaptionResponse, responses=error_responses(400, 404, 413, 415, 422, 503)
+)
+async def caption(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    files: Annotated[
+        list[UploadFile], File(description="One or several images (JPEG, PNG, WebP, BMP, GIF).")
+    ],
+    model: Annotated[str | None, Form(description="Captioner name, or name:version.")] = None,
+    max_length: Annotated[
+        int | None, Form(description="Most tokens per caption; default: the model's manifest.")
+    ] = None,
+    beam_size: Annotated[int, Form(description="Beams of the search; 1 is greedy decoding.")] = 3,
+) -> CaptionResponse:
+    """Caption each uploaded image; returns the caption and its mean log-probability per token."""
+    check_range("beam_size", beam_size, 1, settings.max_beam_size)
+    if max_length is not None:
+        check_range("max_length", max_length, 1, settings.max_caption_length)
+    name, version, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
+    length = max_length or min(runtime.spec.max_length, settings.max_caption_length)
+    images = await read_images(files, settings.max_batch_items, settings.max_image_pixels)
+    captions = await run_in_threadpool(runtime.predict, images, length, beam_size)
+    results = [
+        Caption(filename=upload.filename, caption=text, score=score)
+        for upload, (text, score) in zip(files, captions, strict=True)
+    ]
+    return CaptionResponse(model=name, version=version, results=results)

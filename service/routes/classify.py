@@ -1,0 +1,47 @@
+"""POST /v1/classify-image."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from ..deps import RegistryDep, SettingsDep
+from ..runtimes import ClassifierRuntime
+from ..schemas import ClassifyImageResponse, ImageClassification, Prediction
+from ..uploads import read_images
+from .common import check_range, error_responses, resolve_runtime
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+
+
+@router.post(
+    "/classify-image",
+    response_model=ClassifyImageResponse,
+    responses=error_responses(400, 404, 413, 415, 422, 503),
+)
+async def classify_image(
+    registry: RegistryDep,
+    settings: SettingsDep,
+    files: Annotated[
+        list[UploadFile], File(description="One or several images (JPEG, PNG, WebP, BMP, GIF).")
+    ],
+    model: Annotated[str | None, Form(description="Image classifier name, or name:version.")] = None,
+    top_k: Annotated[int, Form(description="How many labels per image, most probable first.")] = 5,
+) -> ClassifyImageResponse:
+    """Classify each uploaded image; returns its ``top_k`` labels with their probabilities."""
+    check_range("top_k", top_k, 1, settings.max_top_k)
+    name, version, runtime = resolve_runtime(
+        registry, ClassifierRuntime, model, settings.default_image_classifier
+    )
+    images = await read_images(files, settings.max_batch_items, settings.max_image_pixels)
+    ranked = await run_in_threadpool(runtime.predict, images, top_k)
+    results = [
+        ImageClassification(
+            filename=upload.filename,
+            predictions=[Prediction(label=label, probability=p) for label, p in predictions],
+        )
+        for upload, predictions in zip(files, ranked, strict=True)
+    ]
+    return ClassifyImageResponse(model=name, version=version, results=results)

@@ -1,0 +1,53 @@
+"""Image classification: pixels [N, C, H, W] -> class probabilities [N, classes]."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ..manifest import ImageSpec
+from ..preprocessing import image_batch
+from .base import Runtime, softmax
+
+
+class ClassifierRuntime(Runtime):
+    """Serves ``image-classification`` model versions."""
+
+    task = "image-classification"
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        """The manifest's image preprocessing."""
+        assert self.manifest.image is not None
+        return self.manifest.image
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names, index i names class i."""
+        assert self.manifest.labels is not None
+        return self.manifest.labels
+
+    def preprocess(self, images: list[Image.Image]) -> np.ndarray:
+        """Decoded images -> the network's input batch."""
+        return image_batch(images, self.image_spec)
+
+    def infer(self, pixels: np.ndarray) -> np.ndarray:
+        """Input batch -> probabilities [N, classes]."""
+        graph = self.manifest.graphs["model"]
+        (scores,) = self.run("model", {graph.inputs[0].name: pixels}, [graph.outputs[0].name])
+        return softmax(scores) if self.manifest.output == "logits" else scores
+
+    def predict(self, images: list[Image.Image], top_k: int) -> list[list[tuple[str, float]]]:
+        """Per image, the ``top_k`` (label, probability) pairs, most probable first."""
+        probabilities = self.infer(self.preprocess(images))
+        k = min(top_k, probabilities.shape[1])
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        return [
+            [(self.labels[i], float(row[i])) for i in top]
+            for row, top in zip(probabilities, order, strict=True)
+        ]
+
+    def warmup(self) -> None:
+        """One inference on a blank image."""
+        height, width = self.image_spec.size
+        self.predict([Image.new(self.image_spec.color_mode, (width, height))], top_k=1)

@@ -1,0 +1,49 @@
+"""Sentiment: token ids [N, T] and lengths [N] -> class probabilities [N, classes]."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..manifest import TextSpec
+from ..preprocessing import TextEncoder, load_tokenizer
+from .base import Runtime, softmax
+
+
+class SentimentRuntime(Runtime):
+    """Serves ``sentiment`` model versions."""
+
+    task = "sentiment"
+
+    def load(self) -> None:
+        """Load the graph and the tokenizer."""
+        super().load()
+        self.encoder = TextEncoder(load_tokenizer(self.directory / self.text_spec.tokenizer), self.text_spec)
+
+    @property
+    def text_spec(self) -> TextSpec:
+        """The manifest's text section."""
+        assert self.manifest.text is not None
+        return self.manifest.text
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names, index i names class i."""
+        assert self.manifest.labels is not None
+        return self.manifest.labels
+
+    def infer(self, ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Token ids and lengths -> probabilities [N, classes]."""
+        feeds = {self.text_spec.input_ids: ids}
+        if self.text_spec.lengths is not None:
+            feeds[self.text_spec.lengths] = lengths
+        output = self.manifest.graphs["model"].outputs[0].name
+        (scores,) = self.run("model", feeds, [output])
+        return softmax(scores) if self.manifest.output == "logits" else scores
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """Texts -> probabilities [N, classes]."""
+        return self.infer(*self.encoder.encode(texts))
+
+    def warmup(self) -> None:
+        """One inference on a short text."""
+        self.predict(["warm up"])

@@ -1,0 +1,93 @@
+"""Service settings: one object, built once (environment variables prefixed ``MODELSERVE_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class Settings(BaseSettings):
+    """Every option of the service. Each field is read from ``MODELSERVE_<FIELD_NAME>`` (case-insensitive);
+    list fields take a JSON list, e.g. ``MODELSERVE_PROVIDERS='["CPUExecutionProvider"]'``."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
+
+    # --- server and repository
+    host: str = Field("127.0.0.1", description="Interface the HTTP server binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port of the HTTP server.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Logging level.")
+    models_dir: Path = Field(
+        Path("models"), description="The model repository: <name>/<version>/manifest.json."
+    )
+    enabled_models: list[str] = Field(
+        default_factory=list,
+        description="Model names to load; empty means every model found in models_dir. An enabled name with "
+        "no loadable version keeps the service unready.",
+    )
+    default_image_classifier: str = Field(
+        "pets-resnet18",
+        description="Model used by /v1/classify-image when the request names none; if it is not loaded, "
+        "the first image classifier by name is used.",
+    )
+    default_sentiment_model: str = Field(
+        "sentiment-lstm", description="Default model of /v1/sentiment (same fallback rule)."
+    )
+    default_captioner: str = Field(
+        "captioner", description="Default model of /v1/caption (same fallback rule)."
+    )
+
+    # --- execution providers
+    providers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PROVIDERS),
+        description="Execution providers in order of preference. Those not compiled into onnxruntime are "
+        "dropped; onnxruntime itself may still fall back to CPU, which is reported per model.",
+    )
+    require_gpu: bool = Field(
+        False, description="Readiness fails, with the reason, when any loaded model runs on CPU only."
+    )
+    device_id: int = Field(0, ge=0, description="GPU index for the CUDA and TensorRT providers.")
+    cuda_mem_limit_bytes: int | None = Field(
+        None, ge=1, description="CUDA memory arena limit in bytes (gpu_mem_limit); null: no limit."
+    )
+    cuda_arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = Field(
+        "kNextPowerOfTwo", description="How the CUDA memory arena grows."
+    )
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = Field(
+        "EXHAUSTIVE", description="cuDNN convolution algorithm search."
+    )
+    trt_fp16: bool = Field(False, description="Let TensorRT build fp16 engines.")
+    trt_engine_cache_dir: Path | None = Field(
+        None, description="Directory where TensorRT caches built engines; null: no cache."
+    )
+    graph_optimization_level: Literal["disable", "basic", "extended", "all"] = Field(
+        "all", description="onnxruntime graph optimisation level."
+    )
+    intra_op_threads: int = Field(0, ge=0, description="Threads inside one operator; 0: onnxruntime decides.")
+    inter_op_threads: int = Field(0, ge=0, description="Threads across operators; 0: onnxruntime decides.")
+
+    # --- request limits
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1,
+        description="Largest request body in bytes (413 above it, refused while reading).",
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, description="Largest image, width x height, checked from its header (413 above it)."
+    )
+    max_batch_items: int = Field(32, ge=1, description="Most images or texts in one request (413 above it).")
+    max_text_chars: int = Field(5000, ge=1, description="Longest text in characters (422 above it).")
+    max_top_k: int = Field(100, ge=1, description="Largest top_k of /v1/classify-image.")
+    max_caption_length: int = Field(50, ge=1, description="Largest max_length of /v1/caption, in tokens.")
+    max_beam_size: int = Field(8, ge=1, description="Largest beam_size of /v1/caption.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,71 @@
+"""Upload handling: the request-body limit (an ASGI middleware) and reading image files."""
+
+from __future__ import annotations
+
+from fastapi import UploadFile
+from fastapi.concurrency import run_in_threadpool
+from PIL import Image
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import PayloadTooLarge, ServiceError, TooManyItems, UnsupportedMediaType, error_response
+from .preprocessing import decode_image
+
+# Declared types we accept; a missing or generic type is accepted and the bytes decide.
+IMAGE_MEDIA_TYPES = frozenset(
+    {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/bmp", "image/x-ms-bmp", "image/gif"}
+)
+GENERIC_MEDIA_TYPES = frozenset({"", "application/octet-stream"})
+
+
+class BodySizeLimit:
+    """Refuses request bodies over ``max_bytes`` with 413: from Content-Length before reading anything,
+    and by counting bytes as they stream in (chunked uploads, lying headers)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await error_response(self._error())(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._error()  # the error handlers turn it into the 413 body
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _error(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
+
+
+async def read_images(files: list[UploadFile], max_items: int, max_pixels: int) -> list[Image.Image]:
+    """Check count and media types, then decode every upload (off the event loop)."""
+    if len(files) > max_items:
+        raise TooManyItems(f"{len(files)} images in one request, more than the limit of {max_items}")
+    for upload in files:
+        media_type = (upload.content_type or "").split(";")[0].strip().lower()
+        if media_type not in IMAGE_MEDIA_TYPES | GENERIC_MEDIA_TYPES:
+            raise UnsupportedMediaType(
+                f"{upload.filename or 'upload'}: media type {media_type!r} is not supported; "
+                "send JPEG, PNG, WebP, BMP or GIF"
+            )
+    images = []
+    for upload in files:
+        data = await upload.read()
+        try:
+            images.append(await run_in_threadpool(decode_image, data, max_pixels))
+        except ServiceError as exc:  # name the file that failed
+            raise type(exc)(f"{upload.filename or 'upload'}: {exc.message}") from exc
+    return images
