@@ -1,0 +1,82 @@
+"""Fixtures of the service tests: tiny real model repositories and clients whose lifespan runs."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.main import create_app
+from service.settings import Settings
+from tests.model_factory import make_repository
+
+ClientFactory = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository with tiny-classifier, tiny-sentiment and tiny-captioner (version 1 each); read-only."""
+    return make_repository(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def repo(tiny_repo: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny repository that a test may change."""
+    return Path(shutil.copytree(tiny_repo, tmp_path / "models"))
+
+
+def wait_ready(client: TestClient, timeout_s: float = 30.0) -> None:
+    """Wait until the registry has finished loading (ready or not)."""
+    deadline = time.monotonic() + timeout_s
+    while not client.app.state.registry.loading_done:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "models did not load in time"
+        time.sleep(0.02)
+
+
+@contextmanager
+def running_client(models_dir: Path, **overrides: Any) -> Iterator[TestClient]:
+    """A TestClient over a fresh app (lifespan running) once its models have loaded."""
+    app = create_app(Settings(models_dir=models_dir, **overrides))
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A client over the tiny repository with default settings, shared by a test module."""
+    with running_client(make_repository(tmp_path_factory.mktemp("models"))) as shared:
+        yield shared
+
+
+def image_bytes(
+    color: Any = (255, 0, 0),
+    fmt: str = "PNG",
+    mode: str = "RGB",
+    size: tuple[int, int] = (32, 24),
+    **save: Any,
+) -> bytes:
+    """An encoded uniform image."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, fmt, **save)
+    return buffer.getvalue()
+
+
+def upload(
+    data: bytes, filename: str = "image.png", media_type: str = "image/png"
+) -> tuple[str, tuple[str, bytes, str]]:
+    """One ``files`` part of a multipart request."""
+    return ("files", (filename, data, media_type))
+
+
+def error(code: str, message: str, status: int) -> dict[str, Any]:
+    """The one error body."""
+    return {"error": {"code": code, "message": message, "status": status}}

@@ -1,0 +1,65 @@
+"""Image and text preprocessing, without sessions."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.errors import ImageTooLarge
+from service.manifest import ImageSpec, TextSpec
+from service.preprocessing import TextEncoder, decode_image, image_batch
+from tests.model_factory import _word_level_tokenizer
+
+from .conftest import image_bytes
+
+
+def test_exif_orientation_is_applied() -> None:
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif.tobytes())
+    assert decode_image(buffer.getvalue(), 10_000).size == (20, 40)
+
+
+def test_gif_first_frame_and_modes() -> None:
+    frames = [Image.new("RGB", (8, 8), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:])
+    first = decode_image(buffer.getvalue(), 10_000)
+    assert first.mode == "RGB" and first.getpixel((0, 0)) == (255, 0, 0)
+    transparent = decode_image(image_bytes((0, 0, 0, 0), mode="RGBA"), 10_000)
+    assert transparent.getpixel((0, 0)) == (255, 255, 255)  # flattened onto white
+    assert decode_image(image_bytes(128, mode="L"), 10_000).mode == "L"
+
+
+def test_size_is_checked_before_decoding() -> None:
+    with pytest.raises(ImageTooLarge, match="image is 32x24 pixels, more than the limit of 100"):
+        decode_image(image_bytes(), 100)
+
+
+def test_resize_shorter_side_then_center_crop() -> None:
+    spec = ImageSpec(color_mode="RGB", resize=8, size=(4, 4), mean=[0, 0, 0], std=[1, 1, 1])
+    image = Image.new("RGB", (32, 16), (0, 0, 0))
+    image.paste((255, 255, 255), (8, 0, 24, 16))  # a white band: the middle half of the columns
+    batch = image_batch([image], spec)
+    assert batch.shape == (1, 3, 4, 4) and batch.dtype == np.float32
+    assert np.allclose(batch, 1.0)  # the crop keeps the centre only
+
+
+def test_grey_invert_and_normalise() -> None:
+    spec = ImageSpec(color_mode="L", resize=None, size=(2, 3), mean=[0.5], std=[0.5], invert=True)
+    batch = image_batch([Image.new("RGB", (5, 5), (0, 0, 0))], spec)
+    assert batch.shape == (1, 1, 2, 3)
+    assert np.allclose(batch, 1.0)  # black -> 0, inverted -> 1, (1 - 0.5) / 0.5
+
+
+def test_text_encoder_truncates_pads_and_keeps_one_token() -> None:
+    tokenizer = _word_level_tokenizer(["<pad>", "<unk>", "good", "film"])
+    spec = TextSpec(tokenizer="t.json", max_length=3, pad_id=0, unk_id=1, input_ids="ids", lengths="lengths")
+    ids, lengths = TextEncoder(tokenizer, spec).encode(["Good film, good film!", "...", "what"])
+    assert ids.tolist() == [[2, 3, 2], [1, 0, 0], [1, 0, 0]]
+    assert lengths.tolist() == [3, 1, 1]
