@@ -1,0 +1,28 @@
+"""Settings come from MODELSERVE_* variables; command-line options override them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.__main__ import parse_args
+from service.settings import Settings
+
+
+def test_environment_and_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSERVE_PORT", "9000")
+    monkeypatch.setenv("MODELSERVE_MAX_UPLOAD_BYTES", "123")
+    monkeypatch.setenv("MODELSERVE_PROVIDERS", '["CUDAExecutionProvider", "CPUExecutionProvider"]')
+    overrides = parse_args(["--port", "8001", "--models-dir", "elsewhere", "--require-gpu"])
+    settings = Settings(**overrides)
+    assert (settings.port, settings.models_dir, settings.require_gpu) == (8001, Path("elsewhere"), True)
+    assert settings.max_upload_bytes == 123
+    assert settings.providers == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_defaults() -> None:
+    settings = Settings()
+    assert settings.providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert settings.default_image_classifier == "pets-resnet18"
+    assert settings.require_gpu is False
