@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.__main__ import parse_args
-from service.settings import Settings
+from service.settings import DEFAULT_PROVIDERS, Settings
 
 
 def test_environment_and_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -23,6 +23,7 @@ def test_environment_and_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     settings = Settings()
-    assert settings.providers == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert settings.providers == DEFAULT_PROVIDERS
+    assert DEFAULT_PROVIDERS == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert settings.default_image_classifier == "pets-resnet18"
     assert settings.require_gpu is False
