@@ -1,0 +1,73 @@
+"""Encoder features for a whole dataset, computed once and cached while the encoder is frozen.
+
+With a frozen encoder every epoch would recompute identical ResNet features; on a CPU that is most of the
+time of an epoch. The cache file is keyed by the encoder weights, the preprocessing and the image list,
+so a different backbone or dataset never reads stale features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from training.caption.model import ImageEncoder
+from training.presets import ImagePreset
+
+
+class ImageFiles(Dataset):
+    """Preprocessed pixels (``transform`` applied) of a list of image files."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.paths, self.transform = list(paths), transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.paths[index]) as image:
+            return self.transform(image)
+
+
+def cache_key(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset) -> str:
+    """sha256 over the encoder's tensors, the preprocessing and the image paths."""
+    digest = hashlib.sha256()
+    for name, tensor in encoder.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(json.dumps([preset.manifest(), [str(p) for p in paths]], sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def encode_images(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset, device: torch.device,
+                  batch_size: int = 64, workers: int = 0) -> torch.Tensor:
+    """Features [N, L, D] (float16, on the CPU) of every image, the encoder in eval mode."""
+    encoder.eval().to(device)
+    loader = DataLoader(ImageFiles(paths, preset.eval_transform()), batch_size=batch_size,
+                        num_workers=workers)
+    chunks = [encoder(pixels.to(device)).half().cpu()
+              for pixels in tqdm(loader, desc="encoding images", unit="batch", leave=False)]
+    return torch.cat(chunks)
+
+
+def cached_features(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset, device: torch.device,
+                    cache_dir: Path | None, workers: int = 0) -> torch.Tensor:
+    """:func:`encode_images`, read from or written to ``cache_dir/features-<key>.pt`` when given."""
+    if cache_dir is None:
+        return encode_images(encoder, paths, preset, device, workers=workers)
+    path = Path(cache_dir) / f"features-{cache_key(encoder, paths, preset)}.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu")
+    features = encode_images(encoder, paths, preset, device, workers=workers)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(features, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").rename(path)
+    return features
+

@@ -1,0 +1,104 @@
+"""The captioner's training and validation loop: caption pairs, the loss, one epoch, decoding and BLEU."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from training import engine
+from training.caption.bleu import bleu_scores
+from training.caption.data import CaptionedImage
+from training.caption.model import Captioner, numpy_step
+from training.caption.search import beam_search, greedy_search
+from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, clean_words, decode_caption, encode_caption
+
+
+class CaptionPairs(Dataset):
+    """Every (image, caption) pair: ``images[i]`` (cached features or pixels) with one encoded caption."""
+
+    def __init__(self, items: list[CaptionedImage], images: Dataset | torch.Tensor, tokenizer: Tokenizer,
+                 max_length: int) -> None:
+        self.images = images
+        self.pairs = [(index, torch.tensor(encode_caption(tokenizer, caption, max_length)))
+                      for index, item in enumerate(items) for caption in item.captions]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, caption = self.pairs[index]
+        return self.images[image], caption
+
+
+def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
+    """Stack the images, right-pad the captions with ``<pad>``; return (images, captions, lengths)."""
+    images, captions = zip(*batch, strict=True)
+    lengths = torch.tensor([len(c) for c in captions])
+    padded = nn.utils.rnn.pad_sequence(list(captions), batch_first=True, padding_value=PAD_ID)
+    return torch.stack(images), padded, lengths
+
+
+def caption_loss(logits: torch.Tensor, alphas: torch.Tensor, captions: torch.Tensor,
+                 alpha_c: float) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(training loss, cross-entropy, correct tokens, tokens); the loss adds the doubly stochastic term
+    ``alpha_c * mean((1 - sum_t alpha_t)^2)`` that pushes attention to cover every image region."""
+    targets = captions[:, 1:]
+    mask = targets != PAD_ID
+    cross_entropy = F.cross_entropy(logits[mask], targets[mask])
+    regulariser = alpha_c * ((1.0 - alphas.sum(dim=1)) ** 2).mean()
+    correct = int((logits[mask].argmax(dim=1) == targets[mask]).sum())
+    return cross_entropy + regulariser, cross_entropy, correct, int(mask.sum())
+
+
+def run_epoch(model: Captioner, loader: DataLoader, device: torch.device, desc: str, *, cached: bool,
+              optimizer: torch.optim.Optimizer | None = None, alpha_c: float = 1.0,
+              grad_clip: float = 0.0) -> dict[str, float]:
+    """One pass over ``loader``, training when ``optimizer`` is given; mean token loss and accuracy."""
+    training = optimizer is not None
+    model.train(training)
+    if cached or not any(p.requires_grad for p in model.encoder.parameters()):
+        model.encoder.eval()  # a frozen encoder keeps its batch-norm statistics
+    total, correct, tokens = 0.0, 0, 0
+    bar = engine.progress(loader, desc)
+    with torch.set_grad_enabled(training):
+        for images, captions, lengths in bar:
+            images, captions = images.to(device), captions.to(device)
+            features = images.float() if cached else model.encoder(images)
+            logits, alphas = model.decoder(features, captions, lengths)
+            loss, cross_entropy, right, count = caption_loss(logits, alphas, captions, alpha_c)
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+            total, correct, tokens = total + float(cross_entropy) * count, correct + right, tokens + count
+            bar.set_postfix(loss=f"{total / tokens:.3f}", acc=f"{correct / tokens:.3f}", refresh=False)
+    return {"loss": total / max(tokens, 1), "accuracy": correct / max(tokens, 1)}
+
+
+@torch.no_grad()
+def caption_features(model: Captioner, features: torch.Tensor, tokenizer: Tokenizer, device: torch.device,
+                     max_length: int, beam_size: int = 1, batch_size: int = 100) -> list[str]:
+    """Captions of encoder ``features`` [N, L, D] with the PyTorch decoder: batched greedy for beam size 1."""
+    model.eval()
+    step, captions = numpy_step(model.decoder, device), []
+    for chunk in features.split(batch_size):
+        chunk = chunk.float().to(device)
+        h, c = (x.cpu().numpy() for x in model.decoder.init_state(chunk))
+        chunk = chunk.cpu().numpy()
+        options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": max_length}
+        ids = (greedy_search(step, chunk, h, c, **options) if beam_size == 1 else
+               [beam_search(step, chunk[i:i + 1], h[i:i + 1], c[i:i + 1], beam_size=beam_size, **options).ids
+                for i in range(len(chunk))])
+        captions += [decode_caption(tokenizer, i) for i in ids]
+    return captions
+
+
+def dev_bleu(captions: list[str], items: list[CaptionedImage]) -> dict[str, float]:
+    """BLEU-1..4 of ``captions`` against the cleaned references of ``items``."""
+    references = [[clean_words(ref) for ref in item.captions] for item in items[: len(captions)]]
+    return bleu_scores(references, [caption.split() for caption in captions])

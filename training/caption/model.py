@@ -1,0 +1,147 @@
+"""Show, Attend and Tell (Xu et al. 2015): ResNet spatial features, soft attention, LSTM decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.backbone import build_resnet, load_backbone_weights
+from training.caption.search import Step
+
+
+@dataclass
+class CaptionerConfig:
+    """Everything needed to rebuild the network (stored as ``model_args`` in the checkpoint)."""
+
+    vocab_size: int
+    arch: str = "resnet18"
+    feature_dim: int | None = None  # the encoder's channels; filled in from the architecture
+    embed_dim: int = 256
+    attention_dim: int = 256
+    hidden_dim: int = 512
+    dropout: float = 0.5
+
+
+class ImageEncoder(nn.Module):
+    """A ResNet without its pooling and head: images [B, 3, H, W] -> features [B, L, D], L = h * w."""
+
+    def __init__(self, arch: str, weights: str | None = None) -> None:
+        super().__init__()
+        resnet = build_resnet(arch, num_classes=1)
+        #: where the weights came from (``load_backbone_weights``), for provenance
+        self.weights_description = load_backbone_weights(resnet, weights)
+        self.out_dim = resnet.fc.in_features
+        self.trunk = nn.Sequential(*list(resnet.children())[:-2])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.trunk(pixels).flatten(2).transpose(1, 2)
+
+
+class SoftAttention(nn.Module):
+    """Additive attention: alpha = softmax(w . relu(W_f f + W_h h)) over the L positions."""
+
+    def __init__(self, feature_dim: int, hidden_dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.feature_proj = nn.Linear(feature_dim, attention_dim)
+        self.hidden_proj = nn.Linear(hidden_dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1)
+
+    def forward(self, features: torch.Tensor, projected: torch.Tensor,
+                h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the context [B, D] and the weights [B, L]; ``projected`` is ``feature_proj(features)``."""
+        energy = self.score(torch.relu(projected + self.hidden_proj(h).unsqueeze(1))).squeeze(2)
+        alpha = torch.softmax(energy, dim=1)
+        return (features * alpha.unsqueeze(2)).sum(dim=1), alpha
+
+
+class AttentionDecoder(nn.Module):
+    """LSTMCell decoder attending over the features at every step, with the f_beta gate and dropout."""
+
+    def __init__(self, config: CaptionerConfig) -> None:
+        super().__init__()
+        c = config
+        if c.feature_dim is None:
+            raise ValueError("feature_dim must be resolved from the encoder first (Captioner does)")
+        self.embedding = nn.Embedding(c.vocab_size, c.embed_dim)
+        self.attention = SoftAttention(c.feature_dim, c.hidden_dim, c.attention_dim)
+        self.init_h = nn.Linear(c.feature_dim, c.hidden_dim)
+        self.init_c = nn.Linear(c.feature_dim, c.hidden_dim)
+        self.f_beta = nn.Linear(c.hidden_dim, c.feature_dim)
+        self.lstm = nn.LSTMCell(c.embed_dim + c.feature_dim, c.hidden_dim)
+        self.dropout = nn.Dropout(c.dropout)
+        self.fc = nn.Linear(c.hidden_dim, c.vocab_size)
+
+    def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Initial (h, c) from the mean feature vector."""
+        mean = features.mean(dim=1)
+        return self.init_h(mean), self.init_c(mean)
+
+    def _step(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor, features: torch.Tensor,
+              projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        context, alpha = self.attention(features, projected, h)
+        context = torch.sigmoid(self.f_beta(h)) * context
+        h, c = self.lstm(torch.cat([self.embedding(tokens), context], dim=1), (h, c))
+        return h, c, alpha
+
+    def step(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+             features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One decoding step (the exported decoder graph): log-probs [B, V], h, c, alpha [B, L]."""
+        h, c, alpha = self._step(tokens, h, c, features, self.attention.feature_proj(features))
+        return torch.log_softmax(self.fc(self.dropout(h)), dim=1), h, c, alpha
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor,
+                lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher forcing over ``captions`` [B, T] (``<start>`` ... ``<end>``, padded), lengths [B].
+
+        Returns logits [B, T - 1, V] predicting ``captions[:, 1:]`` and attention weights [B, T - 1, L]
+        (zero past a caption's end). Rows drop out as their captions end, hence the sort by length; the
+        output layer runs once over all steps.
+        """
+        order = torch.argsort(lengths, descending=True)
+        features, captions, steps = features[order], captions[order], lengths[order] - 1
+        h, c = self.init_state(features)
+        projected = self.attention.feature_proj(features)
+        hiddens, alphas = [], []
+        for t in range(int(steps[0])):
+            n = int((steps > t).sum())
+            h, c, alpha = self._step(captions[:n, t], h[:n], c[:n], features[:n], projected[:n])
+            hiddens.append(h)
+            alphas.append(alpha)
+        inverse = torch.argsort(order)
+        hidden = nn.utils.rnn.pad_sequence(hiddens)[inverse]  # [B, T - 1, H]
+        return self.fc(self.dropout(hidden)), nn.utils.rnn.pad_sequence(alphas)[inverse]
+
+
+class Captioner(nn.Module):
+    """Encoder + decoder; :meth:`encode` is the exported encoder graph (features, h0, c0)."""
+
+    def __init__(self, config: CaptionerConfig, encoder_weights: str | None = None) -> None:
+        super().__init__()
+        self.encoder = ImageEncoder(config.arch, encoder_weights)
+        if config.feature_dim not in (None, self.encoder.out_dim):
+            raise ValueError(f"{config.arch} gives {self.encoder.out_dim}-d features, config says "
+                             f"feature_dim={config.feature_dim}")
+        self.config = replace(config, feature_dim=self.encoder.out_dim)
+        self.decoder = AttentionDecoder(self.config)
+
+    def encode(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images [B, 3, H, W] -> features [B, L, D], h0 [B, H], c0 [B, H]."""
+        features = self.encoder(pixels)
+        h0, c0 = self.decoder.init_state(features)
+        return features, h0, c0
+
+
+def numpy_step(decoder: AttentionDecoder, device: torch.device) -> Step:
+    """Wrap :meth:`AttentionDecoder.step` as the numpy step function the searches in ``search`` call."""
+
+    @torch.no_grad()
+    def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
+             features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        inputs = [torch.from_numpy(np.ascontiguousarray(x)).to(device) for x in (tokens, h, c, features)]
+        log_probs, h_out, c_out, _ = decoder.step(*inputs)
+        return log_probs.cpu().numpy(), h_out.cpu().numpy(), c_out.cpu().numpy()
+
+    return step

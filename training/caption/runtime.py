@@ -1,0 +1,63 @@
+"""The exported captioner run by onnxruntime, driven only by the version directory's manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from training.caption.search import Hypothesis, beam_search
+from training.caption.vocab import decode_caption
+from training.version import read_manifest
+
+
+class OnnxCaptioner:
+    """encoder.onnx + decoder.onnx + tokenizer.json of one model version, as the service would load them."""
+
+    def __init__(self, version_dir: Path, manifest: dict | None = None) -> None:
+        """Load the version in ``version_dir``; ``manifest``, when given, stands in for its manifest.json."""
+        import onnxruntime as ort
+
+        self.version_dir = Path(version_dir)
+        self.manifest = read_manifest(self.version_dir) if manifest is None else manifest
+        if self.manifest.get("task") != "image-captioning":
+            raise ValueError(f"{version_dir}: task is {self.manifest.get('task')!r}, not 'image-captioning'")
+        self.spec: dict = self.manifest["caption"]
+        self.image: dict = self.manifest["image"]
+        graphs = self.manifest["graphs"]
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.encoder, self.decoder = (
+            ort.InferenceSession(str(self.version_dir / graphs[key]["file"]), options,
+                                 providers=["CPUExecutionProvider"])
+            for key in ("encoder", "decoder"))
+        self.tokenizer = Tokenizer.from_file(str(self.version_dir / self.spec["tokenizer"]))
+
+    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Preprocessed images [B, 3, H, W] -> (features, h0, c0)."""
+        names = self.spec["encoder"]
+        outputs = self.encoder.run([names["features"], names["h0"], names["c0"]],
+                                   {names["pixels"]: pixels.astype(np.float32)})
+        return outputs[0], outputs[1], outputs[2]
+
+    def step(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
+             features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One decoder step: (log_probs, h_out, c_out)."""
+        names = self.spec["decoder"]
+        feed = {names["tokens"]: tokens.astype(np.int64), names["h"]: h, names["c"]: c,
+                names["features"]: features}
+        outputs = self.decoder.run([names["log_probs"], names["h_out"], names["c_out"]], feed)
+        return outputs[0], outputs[1], outputs[2]
+
+    def search(self, pixels: np.ndarray, beam_size: int = 3) -> list[Hypothesis]:
+        """Beam search for each image of a preprocessed batch [B, 3, H, W]."""
+        features, h0, c0 = self.encode(pixels)
+        return [beam_search(self.step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1],
+                            bos=self.spec["bos_id"], eos=self.spec["eos_id"],
+                            max_length=self.spec["max_length"], beam_size=beam_size)
+                for i in range(len(features))]
+
+    def caption(self, pixels: np.ndarray, beam_size: int = 3) -> list[str]:
+        """Caption text for each image of a preprocessed batch."""
+        return [decode_caption(self.tokenizer, hyp.ids) for hyp in self.search(pixels, beam_size)]

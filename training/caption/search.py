@@ -1,0 +1,83 @@
+"""Greedy and beam search over a one-step decoder, in numpy, exactly as ``models/README.md`` specifies.
+
+The step function is the decoder graph: ``(tokens [N], h [N, H], c [N, H], features [N, L, D]) ->
+(log_probs [N, V], h_out, c_out)``. The PyTorch model (``model.numpy_step``) and the exported ONNX graphs
+(``runtime.OnnxCaptioner``) both plug in here, so a parity test compares the two networks over whole
+searches. Decoding starts from ``bos``; a hypothesis ends at ``eos`` (kept as its last token) or after
+``max_length`` tokens. Its score is the summed log-probability divided by its length in tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+Step = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """Generated ids (without ``<start>``, with ``<end>`` when produced) and their summed log-probability."""
+
+    ids: tuple[int, ...]
+    log_prob: float
+
+    @property
+    def score(self) -> float:
+        """Summed log-probability per token: the ranking of finished captions."""
+        return self.log_prob / max(1, len(self.ids))
+
+
+def beam_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
+                max_length: int, beam_size: int) -> Hypothesis:
+    """Beam search for one image (``features`` [1, L, D], ``h``/``c`` [1, H]); return the best hypothesis.
+
+    Each step extends every live hypothesis by every token and keeps the ``beam_size - finished`` best
+    by summed log-probability (ties: lower hypothesis index, then lower token id). Those ending in ``eos``
+    are finished and shrink the beam; the search ends when the beam is empty or after ``max_length``
+    steps, when the live hypotheses join the finished ones. The best has the highest :attr:`score`.
+    """
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+    tokens = np.array([bos], dtype=np.int64)
+    sums = np.zeros(1, dtype=np.float64)
+    sequences: list[tuple[int, ...]] = [()]
+    finished: list[Hypothesis] = []
+    for _ in range(max_length):
+        log_probs, h, c = step(tokens, h, c, np.repeat(features, len(tokens), axis=0))
+        totals = (sums[:, None] + log_probs.astype(np.float64)).ravel()
+        best = np.argsort(-totals, kind="stable")[: beam_size - len(finished)]
+        rows, words = np.divmod(best, log_probs.shape[1])
+        keep = []
+        for index, row, word in zip(best, rows, words, strict=True):
+            if word == eos:
+                finished.append(Hypothesis((*sequences[row], int(word)), float(totals[index])))
+            else:
+                keep.append((index, row, word))
+        if not keep:
+            break
+        index, rows, words = (np.array(column) for column in zip(*keep, strict=True))
+        sequences = [(*sequences[r], int(w)) for r, w in zip(rows, words, strict=True)]
+        tokens, sums, h, c = words.astype(np.int64), totals[index], h[rows], c[rows]
+    else:
+        finished.extend(Hypothesis(seq, float(s)) for seq, s in zip(sequences, sums, strict=True))
+    return max(finished, key=lambda hyp: hyp.score)
+
+
+def greedy_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
+                  max_length: int) -> list[tuple[int, ...]]:
+    """Batched greedy decoding (beam size 1) for ``features`` [B, L, D]; returns the ids of each image."""
+    tokens = np.full(len(features), bos, dtype=np.int64)
+    outputs: list[list[int]] = [[] for _ in range(len(features))]
+    done = np.zeros(len(features), dtype=bool)
+    for _ in range(max_length):
+        log_probs, h, c = step(tokens, h, c, features)
+        tokens = log_probs.argmax(axis=1).astype(np.int64)
+        for i in np.flatnonzero(~done):
+            outputs[i].append(int(tokens[i]))
+        done |= tokens == eos
+        if done.all():
+            break
+    return [tuple(ids) for ids in outputs]
