@@ -19,13 +19,6 @@ class ServiceError(Exception):
         self.message = message
 
 
-class BadRequest(ServiceError):
-    """The request could not be parsed."""
-
-    status_code = 400
-    code = "bad_request"
-
-
 class InvalidImage(ServiceError):
     """Not an image, or a truncated or corrupt one."""
 

@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MANIFEST_FORMAT = "modelserve.manifest/v1"
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 Task = Literal["image-classification", "sentiment", "image-captioning"]
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
