@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from training import finetune
+from training import digits, evaluate, export, finetune, sentiment
 from training.data import DataError
 
 
@@ -25,9 +26,35 @@ def get_args_parser() -> argparse.ArgumentParser:
                                      description="Train the models, export them to model versions, evaluate "
                                                  "exported versions through onnxruntime.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (finetune,):
+    for module in (digits, sentiment, finetune):
         module.register(subparsers)
     _register_caption(subparsers)
+    exp = subparsers.add_parser(
+        "export", help="export a training run to a model version directory",
+        description="Export RUN (a run directory or checkpoint file) to <out>/<name>/<version>/: ONNX "
+                    f"(opset {export.OPSET}, dynamic batch and sequence axes) checked with onnx.checker and "
+                    "compared with PyTorch through onnxruntime (the export fails beyond tolerance), plus "
+                    "manifest.json, labels, tokenizer, card.md and the sha256 of every file.")
+    exp.add_argument("run", type=Path, help="run directory (or its checkpoint.pt)")
+    exp.add_argument("--out", type=Path, default=Path("models"), help="model repository (default models/)")
+    exp.add_argument("--name", default=None,
+                     help="model name (default by kind: digits-cnn, sentiment-lstm, pets-resnet18, "
+                          "captioner)")
+    exp.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    exp.set_defaults(func=export.run)
+    ev = subparsers.add_parser(
+        "evaluate", help="measure an exported version through onnxruntime and record it in its manifest",
+        description="Run VERSION_DIR's ONNX model with onnxruntime over --data/--split using the "
+                    "preprocessing its manifest describes; write accuracy (and confusion matrix) into the "
+                    "manifest's metrics, provenance and card.md, and refresh the sha256 entries.")
+    ev.add_argument("version_dir", type=Path, help="model version directory, e.g. models/digits-cnn/1")
+    ev.add_argument("--data", type=Path, required=True,
+                    help="dataset: folder holding MNIST/raw, an ImageFolder root, a text CSV folder or "
+                         "aclImdb, or the captioner's data")
+    ev.add_argument("--split", default="test", help="split to evaluate (default test)")
+    ev.add_argument("--batch-size", type=int, default=64, help="inference batch size (default 64)")
+    ev.add_argument("--beam-size", type=int, default=None, help="captioner only: beam width")
+    ev.set_defaults(func=evaluate.run)
     return parser
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+from PIL import Image
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 
@@ -16,20 +21,53 @@ VAL_SPLITS = ("val", "validation", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
-def load_mnist(root: Path, train: bool, transform: Callable | None, download: bool = False) -> Dataset:
+def _read_idx(raw: Path, stem: str, ndim: int) -> np.ndarray:
+    """Read an IDX file (``stem`` or ``stem.gz``): the big-endian uint8 arrays MNIST ships as."""
+    path = raw / stem if (raw / stem).exists() else raw / f"{stem}.gz"
+    try:
+        data = (gzip.open if path.suffix == ".gz" else open)(path, "rb").read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"MNIST file {path} is unreadable: {exc}") from exc
+    if len(data) < 4 + 4 * ndim or data[:4] != bytes([0, 0, 8, ndim]):
+        raise DataError(f"MNIST file {path} is malformed: not a {ndim}-d uint8 IDX file")
+    shape = struct.unpack(f">{ndim}I", data[4: 4 + 4 * ndim])
+    if len(data) != 4 + 4 * ndim + int(np.prod(shape)):
+        raise DataError(f"MNIST file {path} is malformed: {len(data)} bytes do not hold shape {shape}")
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+class MnistIdx(Dataset):
+    """MNIST read from torchvision's raw layout (plain or gzipped IDX files); items are (PIL "L", label)."""
+
+    def __init__(self, raw: Path, train: bool, transform: Callable | None) -> None:
+        prefix = "train" if train else "t10k"
+        self.images = _read_idx(raw, f"{prefix}-images-idx3-ubyte", 3)
+        self.targets = _read_idx(raw, f"{prefix}-labels-idx1-ubyte", 1).astype(np.int64)
+        if len(self.images) != len(self.targets):
+            raise DataError(f"MNIST {prefix} in {raw}: {len(self.images)} images, {len(self.targets)} labels")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        image = Image.fromarray(self.images[i], mode="L")
+        return (self.transform(image) if self.transform else image), int(self.targets[i])
+
+
+def load_mnist(root: Path, train: bool, transform: Callable | None, download: bool = False) -> MnistIdx:
     """MNIST from ``root/MNIST/raw`` (``root`` may also be the MNIST folder itself); download if asked."""
     root = Path(root)
     if root.name == "MNIST":
         root = root.parent
     raw = root / "MNIST" / "raw"
     missing = [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / f"{f}.gz").exists()]
-    if missing and not download:
-        raise DataError(f"MNIST not found: {raw} lacks {', '.join(missing)} (torchvision's raw layout); "
-                        "pass --download to fetch it")
-    try:
-        return datasets.MNIST(str(root), train=train, transform=transform, download=download)
-    except (RuntimeError, ValueError, OSError, AssertionError) as exc:
-        raise DataError(f"MNIST under {raw} is malformed: {exc}") from exc
+    if missing and download:
+        datasets.MNIST(str(root), train=train, download=True)
+    elif missing:
+        raise DataError(f"MNIST not found: {raw} lacks {', '.join(missing)} (torchvision's raw layout, "
+                        "plain or .gz); pass --download to fetch it")
+    return MnistIdx(raw, train, transform)
 
 
 def find_split(root: Path, split: str) -> Path:

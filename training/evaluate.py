@@ -1,0 +1,111 @@
+"""``evaluate``: metrics of an exported version computed through onnxruntime, written into its manifest."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from training import card, runs
+from training.data import DataError, text
+from training.data.images import MnistIdx, load_image_folder
+from training.engine import progress
+from training.preprocess import preprocess_image
+from training.version import read_manifest, update_manifest
+
+
+def _batches(n: int, size: int) -> Iterator[slice]:
+    return (slice(i, min(i + size, n)) for i in range(0, n, size))
+
+
+def _image_samples(data: Path, split: str, labels: list[str]) -> tuple[list, list[int]]:
+    """(images or paths, class indices): MNIST when ``data`` holds MNIST/raw, else an ImageFolder split."""
+    mnist = data if data.name == "MNIST" else data / "MNIST"
+    if (mnist / "raw").is_dir():
+        dataset = MnistIdx(mnist / "raw", split == "train", None)
+        return [Image.fromarray(a, mode="L") for a in dataset.images], dataset.targets.tolist()
+    folder = load_image_folder(data, split, None)
+    if folder.classes != labels:
+        raise DataError(f"{data}/{split}: classes {folder.classes} differ from the model's labels {labels}")
+    return [p for p, _ in folder.samples], [t for _, t in folder.samples]
+
+
+def _predict_images(session, manifest: dict, data: Path, split: str, batch_size: int):
+    images, targets = _image_samples(data, split, manifest["labels"])
+    graph = manifest["graphs"]["model"]
+    predictions = []
+    for part in progress(list(_batches(len(images), batch_size)), f"evaluate {split}"):
+        pixels = np.stack([preprocess_image(Image.open(i) if isinstance(i, str) else i, manifest["image"])
+                           for i in images[part]])
+        logits = session.run(None, {graph["inputs"][0]["name"]: pixels})[0]
+        predictions += logits.argmax(1).tolist()
+    return predictions, targets
+
+
+def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split: str, batch_size: int):
+    from tokenizers import Tokenizer
+
+    spec = manifest["text"]
+    tokenizer = Tokenizer.from_file(str(version_dir / spec["tokenizer"]))
+    texts, raw = text.load_text(data, split)
+    targets = text.encode_labels(raw, manifest["labels"])
+    ids = [e.ids[: spec["max_length"]] or [spec["unk_id"]] for e in tokenizer.encode_batch(texts)]
+    predictions = []
+    for part in progress(list(_batches(len(ids), batch_size)), f"evaluate {split}"):
+        rows = ids[part]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        input_ids = np.full((len(rows), lengths.max()), spec["pad_id"], dtype=np.int64)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = r
+        feed = {spec["input_ids"]: input_ids}
+        if spec.get("lengths"):
+            feed[spec["lengths"]] = lengths
+        predictions += session.run(None, feed)[0].argmax(1).tolist()
+    return predictions, targets
+
+
+def evaluate_version(version_dir: Path, data: Path, split: str = "test", batch_size: int = 64,
+                     **opts: object) -> dict:
+    """Accuracy and confusion matrix of a classifier version on ``data``/``split``, through onnxruntime.
+
+    Writes ``metrics[split]``, the confusion matrix (provenance and ``confusion-<split>.png``) and the card,
+    and re-computes the sha256 of every file. Captioning versions go to the captioner's evaluator.
+    """
+    version_dir, data = Path(version_dir), Path(data)
+    manifest = read_manifest(version_dir)
+    if manifest["task"] == "image-captioning":
+        from training.caption.evaluate import evaluate_version as evaluate_captioner
+
+        return evaluate_captioner(version_dir, data, split, **opts)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(version_dir / manifest["graphs"]["model"]["file"]),
+                                   providers=["CPUExecutionProvider"])
+    if manifest["task"] == "sentiment":
+        predictions, targets = _predict_text(session, manifest, version_dir, data, split, batch_size)
+    else:
+        predictions, targets = _predict_images(session, manifest, data, split, batch_size)
+    labels = manifest["labels"]
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(targets), np.asarray(predictions)), 1)
+    metrics = {"accuracy": float(np.trace(confusion) / max(len(targets), 1)), "samples": len(targets)}
+    runs.plot_confusion(version_dir / f"confusion-{split}.png", confusion, labels)
+    provenance = manifest.get("provenance", {})
+    provenance.setdefault("evaluation", {})[split] = {"data": str(data.resolve()),
+                                                      "confusion": confusion.tolist()}
+    manifest["metrics"] = {**manifest.get("metrics", {}), split: metrics}
+    manifest["provenance"] = provenance
+    (version_dir / "card.md").write_text(card.render(manifest, version_dir))
+    update_manifest(version_dir, metrics=manifest["metrics"], provenance=provenance)
+    print(f"{manifest['name']} v{manifest['version']} {split}: accuracy {metrics['accuracy']:.4f} "
+          f"on {len(targets)} samples")
+    return metrics
+
+
+def run(args: argparse.Namespace) -> dict:
+    """CLI entry for ``evaluate``."""
+    opts = {"beam_size": args.beam_size} if args.beam_size is not None else {}
+    return evaluate_version(args.version_dir, args.data, args.split, args.batch_size, **opts)
