@@ -75,7 +75,7 @@ def run_epoch(model: Captioner, loader: DataLoader, device: torch.device, desc: 
                 if grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 optimizer.step()
-            total, correct, tokens = total + float(cross_entropy) * count, correct + right, tokens + count
+            total, correct, tokens = total + cross_entropy.item() * count, correct + right, tokens + count
             bar.set_postfix(loss=f"{total / tokens:.3f}", acc=f"{correct / tokens:.3f}", refresh=False)
     return {"loss": total / max(tokens, 1), "accuracy": correct / max(tokens, 1)}
 

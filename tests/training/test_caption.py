@@ -1,0 +1,233 @@
+"""The captioner: data, vocabulary, network, training, ONNX export parity, beam search and evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from PIL import Image  # noqa: E402
+from tokenizers import Tokenizer  # noqa: E402
+
+from training.caption.bleu import bleu_scores  # noqa: E402
+from training.caption.data import CaptionDataError, load_split  # noqa: E402
+from training.caption.evaluate import evaluate_version  # noqa: E402
+from training.caption.export import export_version, load_captioner  # noqa: E402
+from training.caption.model import Captioner, CaptionerConfig, numpy_step  # noqa: E402
+from training.caption.runtime import OnnxCaptioner  # noqa: E402
+from training.caption.search import beam_search, greedy_search  # noqa: E402
+from training.caption.vocab import (  # noqa: E402
+    BOS_ID,
+    EOS_ID,
+    build_tokenizer,
+    decode_caption,
+    encode_caption,
+)
+from training.cli import main  # noqa: E402
+from training.version import sha256_file  # noqa: E402
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+SIZE = 64  # resnet18 -> 2x2 positions: small and fast
+
+
+def _image(path: Path, colour: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(COLOURS[colour]) + rng.integers(-20, 20, (48, 48, 3)), 0, 255)
+    Image.fromarray(pixels.astype(np.uint8)).save(path)
+
+
+def _captions(colour: str) -> list[str]:
+    return [f"A {colour} square.", f"a {colour} box", f"The {colour} picture!",
+            f"A {colour} square on a wall", f"a bright {colour} square"]
+
+
+@pytest.fixture(scope="module")
+def flickr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Flickr8k layout: 9 train and 3 dev images, one colour each, five captions per image."""
+    root = tmp_path_factory.mktemp("flickr8k")
+    (root / "Images").mkdir()
+    lines, splits = [], {"train": [], "dev": []}
+    for i in range(12):
+        colour, name = list(COLOURS)[i % 3], f"{i:04d}_img.jpg"
+        _image(root / "Images" / name, colour, i)
+        lines += [f"{name}#{n}\t{caption}" for n, caption in enumerate(_captions(colour))]
+        splits["train" if i < 9 else "dev"].append(name)
+    (root / "Flickr8k.token.txt").write_text("\n".join(lines) + "\n")
+    (root / "Flickr_8k.trainImages.txt").write_text("\n".join(splits["train"]) + "\n")
+    (root / "Flickr_8k.devImages.txt").write_text("\n".join(splits["dev"]) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(flickr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch training run with a tiny decoder (random encoder)."""
+    out = tmp_path_factory.mktemp("runs")
+    argv = ["caption", "--data", str(flickr), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+            "--image-size", str(SIZE), "--embed-dim", "16", "--attention-dim", "16", "--hidden-dim", "32",
+            "--min-freq", "1", "--max-length", "8", "--workers", "0", "--bleu-images", "3"]
+    assert main(argv) == 0
+    return next(out.glob("captioner-*"))
+
+
+@pytest.fixture(scope="module")
+def version_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_version(run_dir, tmp_path_factory.mktemp("models"), "captioner", None)
+
+
+def test_flickr8k_split(flickr: Path) -> None:
+    train, dev = load_split(flickr, "train"), load_split(flickr, "dev")
+    assert (len(train), len(dev)) == (9, 3)
+    assert train[0].path == flickr / "Images" / "0000_img.jpg" and len(train[0].captions) == 5
+
+
+def test_flickr8k_errors_name_the_file(flickr: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    (bad / "Images").mkdir(parents=True)
+    (bad / "Flickr8k.token.txt").write_text("a.jpg#0\tA cat.\nno tab here\n")
+    with pytest.raises(CaptionDataError, match=r"Flickr_8k\.trainImages\.txt"):
+        load_split(bad, "train")
+    (bad / "Flickr_8k.trainImages.txt").write_text("a.jpg\n")
+    with pytest.raises(CaptionDataError, match=r"Flickr8k\.token\.txt:2"):
+        load_split(bad, "train")
+    (bad / "Flickr8k.token.txt").write_text("a.jpg#0\tA cat.\n")
+    with pytest.raises(CaptionDataError, match=r"missing, first: .*a\.jpg"):
+        load_split(bad, "train")
+    with pytest.raises(CaptionDataError, match="unknown split"):
+        load_split(flickr, "holdout")
+
+
+def test_coco_layout(tmp_path: Path) -> None:
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "val2014").mkdir()
+    _image(tmp_path / "val2014" / "COCO_1.jpg", "red", 0)
+    data = {"images": [{"id": 1, "file_name": "COCO_1.jpg"}, {"id": 2, "file_name": "unused.jpg"}],
+            "annotations": [{"image_id": 1, "caption": "A red square. "}, {"image_id": 1, "caption": "red"}]}
+    (tmp_path / "annotations" / "captions_val2014.json").write_text(json.dumps(data))
+    [item] = load_split(tmp_path, "dev")
+    assert item.path == tmp_path / "val2014" / "COCO_1.jpg" and item.captions == ("A red square.", "red")
+    (tmp_path / "annotations" / "captions_val2014.json").write_text('{"images": []')
+    with pytest.raises(CaptionDataError, match=r"captions_val2014\.json: malformed"):
+        load_split(tmp_path, "dev")
+    with pytest.raises(CaptionDataError, match="captions_train"):
+        load_split(tmp_path, "train")
+
+
+def test_tokenizer_round_trip(tmp_path: Path) -> None:
+    tokenizer = build_tokenizer(["A dog runs.", "a DOG, jumps!", "the dog sleeps"], min_freq=2)
+    assert [tokenizer.token_to_id(t) for t in ("<pad>", "<unk>", "<start>", "<end>")] == [0, 1, 2, 3]
+    assert set(tokenizer.get_vocab()) == {"<pad>", "<unk>", "<start>", "<end>", "a", "dog"}
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    loaded = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    ids = encode_caption(loaded, "A dog, flies!", max_length=20)
+    assert ids == [BOS_ID, loaded.token_to_id("a"), loaded.token_to_id("dog"), 1, EOS_ID]
+    assert decode_caption(loaded, ids) == "a dog"
+    assert encode_caption(loaded, "dog a dog a", max_length=3) == [BOS_ID, *ids[2:0:-1], EOS_ID]
+
+
+def test_forward_shapes_and_step_match_teacher_forcing() -> None:
+    torch.manual_seed(0)
+    model = Captioner(CaptionerConfig(vocab_size=30, embed_dim=8, attention_dim=8, hidden_dim=16)).eval()
+    features, h, c = model.encode(torch.randn(3, 3, SIZE, SIZE))
+    assert features.shape == (3, 4, 512) and h.shape == c.shape == (3, 16)
+    captions = torch.tensor([[2, 5, 6, 3, 0], [2, 7, 3, 0, 0], [2, 5, 8, 9, 3]])
+    logits, alphas = model.decoder(features, captions, torch.tensor([4, 3, 5]))
+    assert logits.shape == (3, 4, 30) and alphas.shape == (3, 4, 4)
+    torch.testing.assert_close(alphas[:, :2].sum(-1), torch.ones(3, 2))
+    for t in range(2):  # one step of the exported graph equals teacher forcing
+        log_probs, h, c, _ = model.decoder.step(captions[:, t], h, c, features)
+        torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1), atol=1e-5, rtol=1e-4)
+
+
+def _toy_step(table: dict[tuple[int, ...], list[float]]):
+    """A fake decoder whose 'state' h carries the last token, to test the search semantics alone."""
+    def step(tokens, h, c, features):
+        rows = [np.log(np.asarray(table[(int(t),)], dtype=np.float32) + 1e-9) for t in tokens]
+        return np.stack(rows), np.asarray(tokens, np.float32)[:, None], c
+    return step
+
+
+def test_beam_search_beats_greedy_on_toy_decoder() -> None:
+    # ids: 0 pad, 1 unk, 2 bos, 3 eos, 4 "a", 5 "b". Greedy takes "a" (0.5) then is stuck at 0.3;
+    # beam 2 also keeps "b" (0.4), whose <end> follows with 0.9.
+    table = {(2,): [0, 0, 0, 0.1, 0.5, 0.4], (4,): [0, 0, 0, 0.3, 0.35, 0.35],
+             (5,): [0, 0, 0, 0.9, 0.05, 0.05]}
+    args = (np.zeros((1, 1, 1), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+    options = {"bos": 2, "eos": 3, "max_length": 4}
+    best = beam_search(_toy_step(table), *args, beam_size=2, **options)
+    assert best.ids == (5, 3) and best.score == pytest.approx(np.log(0.4 * 0.9) / 2, rel=1e-5)
+    assert beam_search(_toy_step(table), *args, beam_size=1, **options).ids[:2] == (4, 4)
+    assert greedy_search(_toy_step(table), *args, **options) == [(4, 4, 4, 4)]
+
+
+def test_bleu_on_known_examples() -> None:
+    reference = ["the", "cat", "sat", "on", "the", "mat"]
+    assert bleu_scores([[reference]], [reference]) == pytest.approx(
+        {"bleu1": 1.0, "bleu2": 1.0, "bleu3": 1.0, "bleu4": 1.0})
+    # all unigrams match, but the brevity penalty for 2 words against 6 is exp(1 - 6/2)
+    assert bleu_scores([[reference]], [["the", "cat"]])["bleu1"] == pytest.approx(np.exp(-2))
+    with pytest.raises(ValueError, match="one reference set per hypothesis"):
+        bleu_scores([], [reference])
+
+
+def test_training_run_writes_its_outputs(run_dir: Path) -> None:
+    for name in ("config.json", "metrics.json", "checkpoint.pt", "samples.json", "tokenizer.json",
+                 "curve-loss.png", "curve-bleu4.png"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 1 and set(metrics["dev"]) >= {"loss", "accuracy", "bleu1", "bleu4"}
+    model, checkpoint = load_captioner(run_dir)
+    assert checkpoint["kind"] == "captioner" and checkpoint["image"]["size"] == [SIZE, SIZE]
+    assert model.config.hidden_dim == 32 and checkpoint["max_length"] == 8
+
+
+def test_export_writes_the_contract(version_dir: Path) -> None:
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert manifest["task"] == "image-captioning" and manifest["image"]["resize"] is None
+    assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "tokenizer.json", "card.md"}
+    assert all(sha256_file(version_dir / f) == h for f, h in manifest["files"].items())
+    encoder, decoder = manifest["graphs"]["encoder"], manifest["graphs"]["decoder"]
+    assert [t["name"] for t in encoder["outputs"]] == ["features", "h0", "c0"]
+    assert encoder["outputs"][0]["shape"] == [-1, 4, 512]
+    assert [(t["name"], t["dtype"]) for t in decoder["inputs"]] == [
+        ("tokens", "int64"), ("h", "float32"), ("c", "float32"), ("features", "float32")]
+    assert [t["name"] for t in decoder["outputs"]] == ["log_probs", "h_out", "c_out", "alpha"]
+    caption = manifest["caption"]
+    assert (caption["bos_id"], caption["eos_id"], caption["pad_id"], caption["unk_id"]) == (2, 3, 0, 1)
+    assert caption["max_length"] == 8 and manifest["provenance"]["export_parity"]["beam_search"]
+    card = (version_dir / "card.md").read_text()
+    assert all(part in card for part in ("## Data", "licence", "reproduce: `",
+                                         "## Sample captions", "## Known limits"))
+
+
+def test_onnx_step_parity_and_beam_search(version_dir: Path, run_dir: Path) -> None:
+    model, _ = load_captioner(run_dir)
+    onnx_model = OnnxCaptioner(version_dir)
+    pixels = np.random.default_rng(1).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32)
+    with torch.no_grad():
+        features, h0, c0 = (x.numpy() for x in model.encode(torch.from_numpy(pixels)))
+    for got, expected in zip(onnx_model.encode(pixels), (features, h0, c0), strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
+    tokens = np.array([2, 5, 7, 3], dtype=np.int64)
+    torch_step = numpy_step(model.decoder, torch.device("cpu"))
+    for got, expected in zip(onnx_model.step(tokens, h0, c0, features), torch_step(tokens, h0, c0, features),
+                             strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
+    options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": 8, "beam_size": 3}
+    for i, hypothesis in enumerate(onnx_model.search(pixels, beam_size=3)):
+        expected = beam_search(torch_step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1], **options)
+        assert hypothesis.ids == expected.ids
+        assert hypothesis.score == pytest.approx(expected.score, abs=1e-4)
+
+
+def test_evaluate_writes_metrics(version_dir: Path, flickr: Path) -> None:
+    metrics = evaluate_version(version_dir, flickr, "dev", beam_size=2)
+    assert set(metrics) == {"bleu1", "bleu2", "bleu3", "bleu4", "images", "beam_size"}
+    assert metrics["images"] == 3 and 0.0 <= metrics["bleu1"] <= 1.0
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert manifest["metrics"]["dev"] == metrics
+    assert sha256_file(version_dir / "card.md") == manifest["files"]["card.md"]
+    assert "`dev` (onnxruntime): bleu1" in (version_dir / "card.md").read_text()
