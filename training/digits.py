@@ -47,8 +47,7 @@ def train(args: argparse.Namespace) -> Path:
     config = DigitsConfig(dropout=args.dropout, num_classes=len(LABELS))
     model = DigitsCNN(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                                                    steps_per_epoch=len(loaders[0]))
+    scheduler = engine.one_cycle(optimizer, args.lr, args.epochs * len(loaders[0]))
     history: dict[str, list[float]] = {}
     confusion = engine.run_epochs(model, nn.CrossEntropyLoss(), optimizer, loaders, device, args.epochs,
                                   history, len(LABELS), scheduler)

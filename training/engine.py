@@ -161,3 +161,11 @@ def make_loaders(train_set, val_set, args: argparse.Namespace,
     train = DataLoader(train_set, shuffle=True, drop_last=len(train_set) > args.batch_size,
                        generator=generator, **common)
     return train, DataLoader(val_set, shuffle=False, **common)
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int,
+              pct_start: float = 0.25) -> torch.optim.lr_scheduler.OneCycleLR:
+    """One-cycle schedule stepped per batch; the warm-up keeps at least two steps so tiny runs work."""
+    pct = min(0.5, max(pct_start, 2 / max(total_steps, 1)))
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total_steps, 1),
+                                               pct_start=pct)

@@ -98,8 +98,7 @@ def pretrain(args: argparse.Namespace) -> Path:
     loaders = engine.make_loaders(train_set, val_set, args)
     model = build_resnet(args.arch, len(labels)).to(device)
     optimizer = _sgd(list(model.parameters()), args.lr, args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                                                    steps_per_epoch=len(loaders[0]), pct_start=0.2)
+    scheduler = engine.one_cycle(optimizer, args.lr, args.epochs * len(loaders[0]), pct_start=0.2)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     history: dict[str, list[float]] = {}
     confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, args.epochs, history,

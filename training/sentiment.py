@@ -64,8 +64,7 @@ def train(args: argparse.Namespace) -> Path:
                              dropout=args.dropout, num_classes=len(labels))
     model = SentimentLSTM(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                                                    steps_per_epoch=len(loaders[0]), pct_start=0.2)
+    scheduler = engine.one_cycle(optimizer, args.lr, args.epochs * len(loaders[0]), pct_start=0.2)
     history: dict[str, list[float]] = {}
     confusion = engine.run_epochs(model, nn.CrossEntropyLoss(), optimizer, loaders, device, args.epochs,
                                   history, len(labels), scheduler, clip_grad=1.0)

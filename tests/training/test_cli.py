@@ -1,0 +1,110 @@
+"""One-epoch smoke runs of every recipe through the CLI, their exports, and evaluate through onnxruntime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import onnxruntime as ort  # noqa: E402
+
+from training import runs  # noqa: E402
+from training.cli import main  # noqa: E402
+from training.version import sha256_file  # noqa: E402
+
+FAST = ["--epochs", "1", "--workers", "0", "--batch-size", "8"]
+COMMON = {"format", "name", "version", "task", "description", "created", "files", "graphs", "metrics",
+          "provenance"}
+
+
+def _train(args: list[str], out: Path) -> Path:
+    assert main([*args, *FAST, "--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()  # each test trains into its own, empty root
+    for name in ("config.json", "metrics.json", "checkpoint.pt", "curve-loss.png", "curve-acc.png",
+                 "confusion.png"):
+        assert (run_dir / name).is_file(), name
+    return run_dir
+
+
+def _export(run_dir: Path, models: Path) -> tuple[Path, dict]:
+    assert main(["export", str(run_dir), "--out", str(models)]) == 0
+    (version_dir,) = models.glob("*/1")
+    return version_dir, check_manifest(version_dir)
+
+
+def check_manifest(version_dir: Path) -> dict:
+    """The manifest fields models/README.md requires, and every file's sha256."""
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    assert manifest.keys() >= COMMON
+    assert manifest["format"] == "modelserve.manifest/v1"
+    assert manifest["name"] == version_dir.parent.name and manifest["version"] == int(version_dir.name)
+    assert manifest["created"].endswith("Z")
+    on_disk = {p.name for p in version_dir.iterdir()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk and "card.md" in on_disk
+    assert all(sha256_file(version_dir / f) == h for f, h in manifest["files"].items())
+    graph = manifest["graphs"]["model"]
+    for tensor in graph["inputs"] + graph["outputs"]:
+        assert tensor.keys() == {"name", "dtype", "shape"} and tensor["shape"][0] == -1
+    assert graph["outputs"][0]["shape"] == [-1, len(manifest["labels"])] and manifest["output"] == "logits"
+    if manifest["task"] == "image-classification":
+        assert manifest["image"].keys() == {"color_mode", "resize", "size", "mean", "std", "invert"}
+    else:
+        assert manifest["text"].keys() == {"tokenizer", "max_length", "pad_id", "unk_id", "input_ids",
+                                           "lengths"}
+    assert {"dataset", "seed", "command", "hardware", "training_time_s", "initialisation"} <= \
+        manifest["provenance"].keys()
+    return manifest
+
+
+def test_digits_train_export_evaluate(mnist_root: Path, tmp_path: Path) -> None:
+    run_dir = _train(["digits", "--data", str(mnist_root), "--augment"], tmp_path / "runs")
+    assert runs.load_checkpoint(run_dir)["model_args"]["num_classes"] == 10
+    version_dir, manifest = _export(run_dir, tmp_path / "models")
+    assert manifest["graphs"]["model"]["inputs"][0]["shape"] == [-1, 1, 28, 28]
+    assert main(["evaluate", str(version_dir), "--data", str(mnist_root), "--split", "test"]) == 0
+    manifest = check_manifest(version_dir)
+    assert manifest["metrics"]["test"]["samples"] == 20
+    assert np.sum(manifest["provenance"]["evaluation"]["test"]["confusion"]) == 20
+    assert "Confusion matrix" in (version_dir / "card.md").read_text()
+
+
+def test_sentiment_train_export_padding_invariance(text_csv: Path, tmp_path: Path) -> None:
+    run_dir = _train(["sentiment", "--data", str(text_csv), "--max-length", "16", "--embed-dim", "8",
+                      "--hidden", "8"], tmp_path / "runs")
+    version_dir, manifest = _export(run_dir, tmp_path / "models")
+    assert manifest["text"]["max_length"] == 16 and manifest["labels"] == ["negative", "positive"]
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(version_dir / "tokenizer.json"))
+    rows = [tokenizer.encode(t).ids for t in ("Great, wonderful!", "awful<br />boring film", "superb")]
+    session = ort.InferenceSession(str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    alone = [session.run(None, {"input_ids": np.array([r]), "lengths": np.array([len(r)])})[0] for r in rows]
+    ids = np.zeros((3, 12), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+    batched = session.run(None, {"input_ids": ids, "lengths": np.array([len(r) for r in rows])})[0]
+    np.testing.assert_allclose(batched, np.concatenate(alone), atol=1e-5)
+    assert main(["evaluate", str(version_dir), "--data", str(text_csv)]) == 0
+    assert check_manifest(version_dir)["metrics"]["test"]["samples"] == 16
+
+
+def test_pretrain_then_finetune_from_checkpoint(image_folder: Path, tmp_path: Path) -> None:
+    pre = _train(["pretrain", "--data", str(image_folder), "--image-size", "32"], tmp_path / "pre")
+    fine = _train(["finetune", "--data", str(image_folder), "--image-size", "32", "--head-epochs", "1",
+                   "--weights", str(pre / "checkpoint.pt")], tmp_path / "fine")
+    checkpoint = runs.load_checkpoint(fine)
+    assert "project checkpoint" in checkpoint["provenance"]["initialisation"]
+    assert len(json.loads((fine / "metrics.json").read_text())["history"]["val_acc"]) == 2
+    version_dir, manifest = _export(fine, tmp_path / "models")
+    assert manifest["name"] == "pets-resnet18" and manifest["labels"] == ["cats", "dogs"]
+    assert manifest["image"]["resize"] == 37 and manifest["image"]["size"] == [32, 32]
+    assert main(["evaluate", str(version_dir), "--data", str(image_folder), "--split", "validation"]) == 0
+    assert check_manifest(version_dir)["metrics"]["validation"]["samples"] == 8
+
+
+def test_missing_data_is_a_clear_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["digits", "--data", str(tmp_path), "--out", str(tmp_path / "runs")]) == 2
+    assert "MNIST not found" in capsys.readouterr().err
