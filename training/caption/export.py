@@ -16,13 +16,12 @@ from torch import nn
 
 from training import runs
 from training.caption.card import render_card
-from training.caption.model import AttentionDecoder, Captioner, CaptionerConfig, numpy_step
+from training.caption.model import KIND, AttentionDecoder, Captioner, CaptionerConfig, numpy_step
 from training.caption.runtime import OnnxCaptioner
 from training.caption.search import beam_search
 from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from training.version import ParityError, check_onnx, next_version, onnx_parity, write_version
 
-KIND = "captioner"
 OPSET = 17
 ENCODER_IO = {"pixels": "pixels", "features": "features", "h0": "h0", "c0": "c0"}
 DECODER_IO = {"tokens": "tokens", "h": "h", "c": "c", "features": "features",

@@ -11,6 +11,8 @@ from torch import nn
 from training.backbone import build_resnet, load_backbone_weights
 from training.caption.search import Step
 
+KIND = "captioner"  # the checkpoint kind `python -m training export` dispatches on
+
 
 @dataclass
 class CaptionerConfig:

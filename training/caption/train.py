@@ -16,12 +16,10 @@ from training import engine, runs
 from training.caption.data import CaptionedImage, load_split
 from training.caption.features import ImageFiles, cached_features, encode_images
 from training.caption.loop import CaptionPairs, caption_features, collate, dev_bleu, run_epoch
-from training.caption.model import Captioner, CaptionerConfig
+from training.caption.model import KIND, Captioner, CaptionerConfig
 from training.caption.vocab import build_tokenizer
 from training.presets import ImagePreset, resnet_preset
 from training.provenance import provenance
-
-KIND = "captioner"
 
 
 def _limit(items: list[CaptionedImage], limit: int) -> list[CaptionedImage]:
