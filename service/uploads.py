@@ -7,7 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge, ServiceError, TooManyItems, UnsupportedMediaType, error_response
+from .errors import PayloadTooLarge, ServiceError, UnsupportedMediaType, error_response
+from .limits import check_item_count
 from .preprocessing import decode_image
 
 # Declared types we accept; a missing or generic type is accepted and the bytes decide.
@@ -52,8 +53,7 @@ class BodySizeLimit:
 
 async def read_images(files: list[UploadFile], max_items: int, max_pixels: int) -> list[Image.Image]:
     """Check count and media types, then decode every upload (off the event loop)."""
-    if len(files) > max_items:
-        raise TooManyItems(f"{len(files)} images in one request, more than the limit of {max_items}")
+    check_item_count(len(files), "images", max_items)
     for upload in files:
         media_type = (upload.content_type or "").split(";")[0].strip().lower()
         if media_type not in IMAGE_MEDIA_TYPES | GENERIC_MEDIA_TYPES:
@@ -63,9 +63,14 @@ async def read_images(files: list[UploadFile], max_items: int, max_pixels: int) 
             )
     images = []
     for upload in files:
-        data = await upload.read()
-        try:
-            images.append(await run_in_threadpool(decode_image, data, max_pixels))
-        except ServiceError as exc:  # name the file that failed
-            raise type(exc)(f"{upload.filename or 'upload'}: {exc.message}") from exc
+        name, data = upload.filename or "upload", await upload.read()
+        images.append(await run_in_threadpool(decode_named_image, name, data, max_pixels))
     return images
+
+
+def decode_named_image(name: str, data: bytes, max_pixels: int) -> Image.Image:
+    """``decode_image``, with ``name`` (a file name, "image 2") leading the message of any error."""
+    try:
+        return decode_image(data, max_pixels)
+    except ServiceError as exc:
+        raise type(exc)(f"{name}: {exc.message}") from exc
