@@ -142,6 +142,21 @@ def test_forward_shapes_and_step_match_teacher_forcing() -> None:
         torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1), atol=1e-5, rtol=1e-4)
 
 
+def test_layer3_encoder_is_a_quarter_of_the_body_with_a_finer_grid() -> None:
+    full = Captioner(CaptionerConfig(vocab_size=30, hidden_dim=16))
+    cut = Captioner(CaptionerConfig(vocab_size=30, hidden_dim=16, feature_layer="layer3")).eval()
+    features, h, _ = cut.encode(torch.randn(2, 3, SIZE, SIZE))
+    assert features.shape == (2, 16, 256) and h.shape == (2, 16)  # stride 16: (SIZE / 16) ** 2 positions
+    assert cut.config.feature_dim == 256 and not any(k.startswith("trunk.7") for k in cut.state_dict())
+
+    def count(m):
+        return sum(p.numel() for p in m.encoder.parameters())
+
+    assert count(cut) < count(full) / 3
+    with pytest.raises(ValueError, match="layer2"):
+        Captioner(CaptionerConfig(vocab_size=30, feature_layer="layer2"))
+
+
 def _toy_step(table: dict[tuple[int, ...], list[float]]):
     """A fake decoder whose 'state' h carries the last token, to test the search semantics alone."""
     def step(tokens, h, c, features):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from training import engine
 from training.backbone import ARCHS
+from training.caption.model import FEATURE_LAYERS
 
 DESCRIPTION = """\
 Train a Show, Attend and Tell captioner on Flickr8k (--data holding Flickr8k.token.txt,
@@ -28,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="dataset root, Flickr8k or COCO captions layout (detected from its files)")
     parser.add_argument("--arch", choices=ARCHS, default="resnet18",
                         help="encoder ResNet (default %(default)s)")
+    parser.add_argument("--feature-layer", choices=FEATURE_LAYERS, default="layer4",
+                        help="last ResNet stage of the encoder: layer4 (stride 32, the whole body) or layer3 "
+                             "(stride 16: a quarter of the weights, a 4x finer attention grid) "
+                             "(default %(default)s)")
     parser.add_argument("--encoder-weights", default="none",
                         help="encoder initialisation: a PATH to a project checkpoint or state dict (e.g. "
                              "runs/<pretrain-run>/checkpoint.pt), 'imagenet' (torchvision's weights, "

@@ -43,7 +43,7 @@ def train(args: argparse.Namespace) -> Path:
     tokenizer = build_tokenizer((c for item in train_items for c in item.captions), args.min_freq,
                                 args.max_vocab or None)
     config = CaptionerConfig(tokenizer.get_vocab_size(), args.arch, None, args.embed_dim, args.attention_dim,
-                             args.hidden_dim, args.dropout)
+                             args.hidden_dim, args.dropout, args.feature_layer)
     model = Captioner(config, args.encoder_weights)
     print(f"vocabulary: {config.vocab_size} tokens; encoder: {model.encoder.weights_description}", flush=True)
     model.to(device)
