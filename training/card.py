@@ -61,5 +61,6 @@ def render(manifest: dict, version_dir: Path) -> str:
     limits = list(LIMITS.get(manifest.get("task"), []))
     if manifest.get("image", {}).get("color_mode") == "L":
         limits.append(DIGIT_LIMIT)
+    limits += prov.get("notes", [])
     out += ["## Known limits", "", *(f"- {line}" for line in limits), ""]
     return "\n".join(out)

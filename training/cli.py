@@ -41,6 +41,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                      help="model name (default by kind: digits-cnn, sentiment-lstm, pets-resnet18, "
                           "captioner)")
     exp.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    exp.add_argument("--note", action="append", default=[], metavar="TEXT",
+                     help="a known limit of this version, listed in its model card (repeatable)")
     exp.set_defaults(func=export.run)
     ev = subparsers.add_parser(
         "evaluate", help="measure an exported version through onnxruntime and record it in its manifest",

@@ -86,15 +86,18 @@ def _export_sentiment(model: nn.Module, checkpoint: dict, path: Path) -> dict:
 
 
 def export_version(checkpoint_path: Path, out_root: Path, name: str | None = None,
-                   version: int | None = None) -> Path:
-    """Export a run (or checkpoint file) to ``out_root/<name>/<version>/``; return the version directory."""
+                   version: int | None = None, notes: list[str] | None = None) -> Path:
+    """Export a run (or checkpoint file) to ``out_root/<name>/<version>/``; return the version directory.
+
+    ``notes`` are known limits specific to this version, kept in the manifest's provenance and listed in
+    the card after the task's own."""
     checkpoint_path = runs.find_checkpoint(checkpoint_path)
     checkpoint = runs.load_checkpoint(checkpoint_path)
     kind = checkpoint["kind"]
     if kind == "captioner":
         from training.caption.export import export_version as export_captioner
 
-        return export_captioner(checkpoint_path, out_root, name or "captioner", version)
+        return export_captioner(checkpoint_path, out_root, name or "captioner", version, notes)
     model = build_model(checkpoint)
     name = name or DEFAULT_NAMES[kind]
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +117,7 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
                       "training_metrics": checkpoint.get("metrics", {}).get("val", {}),
                       "checkpoint": str(checkpoint_path.resolve()),
                       "export_command": f"python -m training export {checkpoint_path.parent} "
-                                        f"--out {out_root}"}
+                                        f"--out {out_root}", "notes": list(notes or [])}
         manifest = {"task": "sentiment" if kind == "sentiment" else "image-classification",
                     "description": DESCRIPTIONS[kind].format(**checkpoint["model_args"]),
                     **part, "labels": checkpoint["labels"], "output": "logits", "metrics": {},
@@ -127,6 +130,6 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
 
 def run(args: argparse.Namespace) -> Path:
     """CLI entry: export and print the version directory."""
-    version_dir = export_version(args.run, args.out, args.name, args.version)
+    version_dir = export_version(args.run, args.out, args.name, args.version, args.note)
     print(f"exported {version_dir}")
     return version_dir

@@ -31,7 +31,7 @@ from training.cli import main  # noqa: E402
 from training.version import sha256_file  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
-SIZE = 64  # resnet18 -> 2x2 positions: small and fast
+SIZE = 64  # resnet18 layer3 -> 4x4 positions: small and fast
 
 
 def _image(path: Path, colour: str, seed: int) -> None:
@@ -68,14 +68,15 @@ def run_dir(flickr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs")
     argv = ["caption", "--data", str(flickr), "--out", str(out), "--epochs", "1", "--batch-size", "8",
             "--image-size", str(SIZE), "--embed-dim", "16", "--attention-dim", "16", "--hidden-dim", "32",
-            "--min-freq", "1", "--max-length", "8", "--workers", "0", "--bleu-images", "3"]
+            "--min-freq", "1", "--max-length", "8", "--workers", "0", "--bleu-images", "3",
+            "--feature-layer", "layer3"]  # what the default captioner ships with
     assert main(argv) == 0
     return next(out.glob("captioner-*"))
 
 
 @pytest.fixture(scope="module")
 def version_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_version(run_dir, tmp_path_factory.mktemp("models"), "captioner", None)
+    return export_version(run_dir, tmp_path_factory.mktemp("models"), "captioner", None, ["A test note."])
 
 
 def test_flickr8k_split(flickr: Path) -> None:
@@ -204,9 +205,10 @@ def test_export_writes_the_contract(version_dir: Path) -> None:
     assert manifest["task"] == "image-captioning" and manifest["image"]["resize"] is None
     assert set(manifest["files"]) == {"encoder.onnx", "decoder.onnx", "tokenizer.json", "card.md"}
     assert all(sha256_file(version_dir / f) == h for f, h in manifest["files"].items())
+    assert "- A test note." in (version_dir / "card.md").read_text().split("## Known limits")[1]
     encoder, decoder = manifest["graphs"]["encoder"], manifest["graphs"]["decoder"]
     assert [t["name"] for t in encoder["outputs"]] == ["features", "h0", "c0"]
-    assert encoder["outputs"][0]["shape"] == [-1, 4, 512]
+    assert encoder["outputs"][0]["shape"] == [-1, 16, 256]  # layer3, stride 16
     assert [(t["name"], t["dtype"]) for t in decoder["inputs"]] == [
         ("tokens", "int64"), ("h", "float32"), ("c", "float32"), ("features", "float32")]
     assert [t["name"] for t in decoder["outputs"]] == ["log_probs", "h_out", "c_out", "alpha"]

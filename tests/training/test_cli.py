@@ -29,8 +29,8 @@ def _train(args: list[str], out: Path) -> Path:
     return run_dir
 
 
-def _export(run_dir: Path, models: Path) -> tuple[Path, dict]:
-    assert main(["export", str(run_dir), "--out", str(models)]) == 0
+def _export(run_dir: Path, models: Path, *options: str) -> tuple[Path, dict]:
+    assert main(["export", str(run_dir), "--out", str(models), *options]) == 0
     (version_dir,) = models.glob("*/1")
     return version_dir, check_manifest(version_dir)
 
@@ -98,11 +98,14 @@ def test_pretrain_then_finetune_from_checkpoint(image_folder: Path, tmp_path: Pa
     checkpoint = runs.load_checkpoint(fine)
     assert "project checkpoint" in checkpoint["provenance"]["initialisation"]
     assert len(json.loads((fine / "metrics.json").read_text())["history"]["val_acc"]) == 2
-    version_dir, manifest = _export(fine, tmp_path / "models")
+    version_dir, manifest = _export(fine, tmp_path / "models", "--note", "Tiny test run.", "--note", "Two.")
     assert manifest["name"] == "pets-resnet18" and manifest["labels"] == ["cats", "dogs"]
+    assert manifest["provenance"]["notes"] == ["Tiny test run.", "Two."]
     assert manifest["image"]["resize"] == 37 and manifest["image"]["size"] == [32, 32]
     assert main(["evaluate", str(version_dir), "--data", str(image_folder), "--split", "validation"]) == 0
     assert check_manifest(version_dir)["metrics"]["validation"]["samples"] == 8
+    limits = (version_dir / "card.md").read_text().split("## Known limits")[1]  # re-rendered by evaluate
+    assert "- Tiny test run.\n- Two." in limits
 
 
 def test_missing_data_is_a_clear_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -47,5 +47,6 @@ def render_card(manifest: dict) -> str:
         f"{caption['max_length']} tokens.",
         "- BLEU against five references measures n-gram overlap, not correctness; do not use the captions "
         "for decisions about people.",
+        *(f"- {note}" for note in prov.get("notes", [])),
     ]
     return "\n".join(lines) + "\n"

@@ -126,8 +126,10 @@ def _check_parity(model: Captioner, directory: Path, manifest: dict, size: list[
             "beam_search": "identical ids for beam sizes 1 and 3"}
 
 
-def export_version(checkpoint_path: Path, out_root: Path, name: str, version: int | None = None) -> Path:
-    """Write ``out_root/name/<version>/`` from a captioner checkpoint (or run directory); return its path."""
+def export_version(checkpoint_path: Path, out_root: Path, name: str, version: int | None = None,
+                   notes: list[str] | None = None) -> Path:
+    """Write ``out_root/name/<version>/`` from a captioner checkpoint (or run directory); return its path.
+    ``notes`` are known limits of this version, listed in its card."""
     model, checkpoint = load_captioner(checkpoint_path)
     config, image = model.config, checkpoint["image"]
     tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
@@ -158,7 +160,7 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str, version: in
             "training_time_s": checkpoint.get("training_time_s"),
             "epoch_seconds": checkpoint.get("epoch_seconds"),
             "training_metrics": checkpoint.get("metrics", {}), "samples": checkpoint.get("samples", []),
-            "export_parity": parity, "opset": OPSET}
+            "export_parity": parity, "opset": OPSET, "notes": list(notes or [])}
         files = {file: directory / file for file in ("encoder.onnx", "decoder.onnx", "tokenizer.json")}
         version_dir = write_version(out_root, name, manifest, {**files, "card.md": render_card(manifest)},
                                     manifest["version"])
