@@ -41,6 +41,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         registry.close()
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """The server received its stop signal: readiness answers 503 from now on (see ``service.server``)."""
+    registry: ModelRegistry | None = getattr(app.state, "registry", None)
+    if registry is not None:  # None: the signal came before the lifespan started
+        registry.begin_shutdown()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing is loaded until its lifespan starts."""
     settings = settings or get_settings()

@@ -69,6 +69,7 @@ class ModelRegistry:
             ModelVersion(v) for v in discover(settings.models_dir) if not enabled or v.name in enabled
         ]
         self.loading_done = False
+        self.shutting_down = False
         self._stop = threading.Event()
 
     def load_all(self) -> None:
@@ -108,6 +109,11 @@ class ModelRegistry:
         """Ask ``load_all`` to stop after the version it is loading."""
         self._stop.set()
 
+    def begin_shutdown(self) -> None:
+        """The server is going to stop: readiness is false from now on, and loading stops."""
+        self.shutting_down = True
+        self.stop_loading()
+
     def ready_versions(self) -> list[ModelVersion]:
         """Versions that are loaded and warmed up."""
         return [v for v in self.versions if v.state is ModelState.READY]
@@ -144,7 +150,9 @@ class ModelRegistry:
         """Why the service is not ready; empty when it is. Ready means: loading has finished, every
         enabled model has a ready version (enabled: ``enabled_models``, or every model found if that is
         empty, in which case a model none of whose versions loads is skipped), and, when ``require_gpu``
-        is set, no ready version runs on CPU only."""
+        is set, no ready version runs on CPU only; and the server is not shutting down."""
+        if self.shutting_down:
+            return ["shutting down"]
         if not self.loading_done:
             return ["models are still loading"]
         reasons = [

@@ -86,6 +86,21 @@ class Settings(BaseSettings):
     max_caption_length: int = Field(50, ge=1, description="Largest max_length of /v1/caption, in tokens.")
     max_beam_size: int = Field(8, ge=1, description="Largest beam_size of /v1/caption.")
 
+    # --- shutdown (SIGTERM or SIGINT)
+    shutdown_delay_s: int = Field(
+        0,
+        ge=0,
+        description="Seconds between the signal, when readiness turns 503, and the moment the server stops "
+        "accepting connections: set it to the time a load balancer polling readiness needs to take the "
+        "instance out of rotation.",
+    )
+    shutdown_timeout_s: int = Field(
+        30,
+        ge=0,
+        description="Once the server stops accepting, the most seconds it waits for requests in flight "
+        "before cancelling them; then the models are released and the process exits 0.",
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:
