@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import CaptionerRuntime
+from ..runtimes.captioner import DEFAULT_BEAM_SIZE
 from ..schemas import Caption, CaptionResponse
 from ..uploads import read_images
 from .common import check_range, error_responses, resolve_runtime
@@ -29,14 +30,16 @@ async def caption(
     max_length: Annotated[
         int | None, Form(description="Most tokens per caption; default: the model's manifest.")
     ] = None,
-    beam_size: Annotated[int, Form(description="Beams of the search; 1 is greedy decoding.")] = 3,
+    beam_size: Annotated[
+        int, Form(description="Beams of the search; 1 is greedy decoding.")
+    ] = DEFAULT_BEAM_SIZE,
 ) -> CaptionResponse:
     """Caption each uploaded image; returns the caption and its mean log-probability per token."""
     check_range("beam_size", beam_size, 1, settings.max_beam_size)
     if max_length is not None:
         check_range("max_length", max_length, 1, settings.max_caption_length)
     name, version, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
-    length = max_length or min(runtime.spec.max_length, settings.max_caption_length)
+    length = max_length or runtime.default_max_length()
     images = await read_images(files, settings.max_batch_items, settings.max_image_pixels)
     captions = await run_in_threadpool(runtime.predict, images, length, beam_size)
     results = [

@@ -10,6 +10,8 @@ from ..preprocessing import image_batch, load_tokenizer
 from .base import Runtime
 from .beam import Hypothesis, beam_search
 
+DEFAULT_BEAM_SIZE = 3  # when a request does not say
+
 
 class CaptionerRuntime(Runtime):
     """Serves ``image-captioning`` model versions."""
@@ -32,6 +34,10 @@ class CaptionerRuntime(Runtime):
         """The manifest's image preprocessing."""
         assert self.manifest.image is not None
         return self.manifest.image
+
+    def default_max_length(self) -> int:
+        """Most tokens per caption when a request does not say: the manifest's, capped by the settings."""
+        return min(self.spec.max_length, self.settings.max_caption_length)
 
     def preprocess(self, images: list[Image.Image]) -> np.ndarray:
         """Decoded images -> the encoder's input batch."""

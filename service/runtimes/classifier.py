@@ -7,7 +7,7 @@ from PIL import Image
 
 from ..manifest import ImageSpec
 from ..preprocessing import image_batch
-from .base import Runtime, softmax
+from .base import Runtime, rank, softmax
 
 
 class ClassifierRuntime(Runtime):
@@ -39,13 +39,7 @@ class ClassifierRuntime(Runtime):
 
     def predict(self, images: list[Image.Image], top_k: int) -> list[list[tuple[str, float]]]:
         """Per image, the ``top_k`` (label, probability) pairs, most probable first."""
-        probabilities = self.infer(self.preprocess(images))
-        k = min(top_k, probabilities.shape[1])
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        return [
-            [(self.labels[i], float(row[i])) for i in top]
-            for row, top in zip(probabilities, order, strict=True)
-        ]
+        return rank(self.infer(self.preprocess(images)), self.labels, top_k)
 
     def warmup(self) -> None:
         """One inference on a blank image."""
