@@ -1,4 +1,5 @@
-"""The one error hierarchy and the one JSON error body: ``{"error": {"code", "message", "status"}}``."""
+"""The one error hierarchy and the one JSON error body: ``{"error": {"code", "message", "status"}}``;
+under ``/v2`` the Open Inference Protocol's own body, ``{"error": "<message>"}``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.types import Scope
 
 
 class ServiceError(Exception):
@@ -24,6 +26,13 @@ class InvalidImage(ServiceError):
 
     status_code = 400
     code = "invalid_image"
+
+
+class BadRequest(ServiceError):
+    """A malformed request: a body that does not parse, a tensor of the wrong datatype or shape, ..."""
+
+    status_code = 400
+    code = "bad_request"
 
 
 class ModelNotFound(ServiceError):
@@ -94,8 +103,27 @@ class ModelNotReady(ServiceError):
     code = "model_not_ready"
 
 
-def error_response(error: ServiceError) -> JSONResponse:
-    """Render an error as the one JSON error body."""
+V2_PREFIX = "/v2"
+# Statuses the v2 protocol keeps; its other client errors are 400 ("typically 400", says the protocol).
+_V2_STATUSES = frozenset({404, 405, 413})
+
+
+def is_v2_request(scope: Scope) -> bool:
+    """Whether the request is one of the Open Inference Protocol v2 (its path is under ``/v2``)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        path = path[len(root_path) :]
+    return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
+
+
+def error_response(error: ServiceError, scope: Scope | None = None) -> JSONResponse:
+    """Render an error as the one JSON error body, or as the v2 protocol's when ``scope`` is a v2 request."""
+    if scope is not None and is_v2_request(scope):
+        status = error.status_code
+        if 400 <= status < 500 and status not in _V2_STATUSES:
+            status = 400
+        return JSONResponse({"error": error.message}, status_code=status)
     body = {"error": {"code": error.code, "message": error.message, "status": error.status_code}}
     return JSONResponse(body, status_code=error.status_code)
 
@@ -108,14 +136,14 @@ def _format_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def _service_error_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _service_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return error_response(exc)
+    return error_response(exc, request.scope)
 
 
-async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(ValidationFailed(_format_validation(exc)))
+    return error_response(ValidationFailed(_format_validation(exc)), request.scope)
 
 
 _HTTP_CODES = {
@@ -126,21 +154,21 @@ _HTTP_CODES = {
 }
 
 
-async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     # FastAPI wraps errors raised while it reads the body (our upload limit among them) in a 400.
     if isinstance(exc.__cause__, ServiceError):
-        return error_response(exc.__cause__)
+        return error_response(exc.__cause__, request.scope)
     error = ServiceError(str(exc.detail))
     error.status_code = exc.status_code
     error.code = _HTTP_CODES.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )
-    return error_response(error)
+    return error_response(error, request.scope)
 
 
-async def _unexpected_handler(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(ServiceError(f"internal error: {type(exc).__name__}"))
+async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(ServiceError(f"internal error: {type(exc).__name__}"), request.scope)
 
 
 def install_error_handlers(app: FastAPI) -> None:

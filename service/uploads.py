@@ -33,7 +33,7 @@ class BodySizeLimit:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(self._error())(scope, receive, send)
+            await error_response(self._error(), scope)(scope, receive, send)
             return
         received = 0
 
