@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from . import __doc__ as package_doc
 from .errors import install_error_handlers
 from .registry import ModelRegistry
-from .routes import caption, classify, health, models, sentiment
+from .routes import caption, classify, health, models, sentiment, v2
 from .settings import Settings, get_settings
 from .uploads import BodySizeLimit
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    for router in (classify.router, sentiment.router, caption.router, models.router, health.router):
+    routers = (classify.router, sentiment.router, caption.router, models.router, health.router, v2.router)
+    for router in routers:
         app.include_router(router)
     return app

@@ -1,0 +1,3 @@
+"""The Open Inference Protocol v2 (KServe, Triton) over the registry and runtimes: the wire format
+(``tensors``), the models it serves (``servables``) and its response schemas; routes/v2.py is its HTTP
+layer."""
