@@ -1,6 +1,6 @@
 """The Open Inference Protocol v2 (KServe, Triton): health, server and model metadata, inference in JSON
 and with the binary tensor data extension, and the model repository index. The models are those of
-service/v2/servables.py, over the same registry and runtimes as /v1; errors are the protocol's
+service/v2/catalogue.py, over the same registry and runtimes as /v1; errors are the protocol's
 ``{"error": "..."}`` (service/errors.py renders every error under /v2 that way)."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from ..deps import RegistryDep, SettingsDep
 from ..errors import BadRequest, ModelNotReady
 from ..registry import ModelRegistry
 from ..settings import Settings
+from ..v2.base import Servable
+from ..v2.catalogue import ready_versions, repository_index, resolve
 from ..v2.schemas import ErrorV2, IndexEntry, ModelMetadata, ServerMetadata
-from ..v2.servables import Servable, ready_versions, repository_index, resolve
 from ..v2.tensors import OutputTensor, encode_response, parse_json_object, parse_request
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])

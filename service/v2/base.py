@@ -1,0 +1,183 @@
+"""A model as the v2 protocol sees it: its tensors, checking a request's inputs against them, and
+inference numpy in, numpy out, over one registry version."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BadRequest, ModelNotReady
+from ..limits import check_item_count
+from ..manifest import Manifest
+from ..registry import ModelState, ModelVersion
+from ..runtimes import Runtime
+from ..settings import Settings
+from ..uploads import decode_named_image
+from .tensors import InferenceRequest, InputTensor, to_numpy
+
+R = TypeVar("R", bound=Runtime)
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """An input or output of a v2 model; -1 in ``shape`` is a dimension of any size, the first is the
+    batch. ``base64_in_json``: an input of files, raw with the binary extension, base64 in JSON (whose
+    strings hold text)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    base64_in_json: bool = False
+
+    def metadata(self) -> dict[str, Any]:
+        """The protocol's ``$metadata_tensor``."""
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+class Servable(ABC):
+    """One v2 model of one registry version: its tensors, and inference numpy in, numpy out."""
+
+    platform: ClassVar[str]
+    batch_kind: ClassVar[str] = "items"  # what the batch dimension counts, for the max_batch_items error
+
+    def __init__(self, name: str, entry: ModelVersion, manifest: Manifest, settings: Settings) -> None:
+        self.name = name
+        self.entry = entry
+        self.manifest = manifest
+        self.settings = settings
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorMeta]:
+        """The inputs, all required."""
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorMeta]:
+        """The outputs, all returned unless a request names some."""
+
+    @abstractmethod
+    def infer(
+        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """Run inference on checked inputs; returns at least the named outputs (blocking)."""
+
+    @property
+    def version(self) -> str:
+        """The registry version this model is, as the protocol writes versions."""
+        return str(self.entry.version)
+
+    def ready(self) -> bool:
+        """Whether the version is loaded and warmed up."""
+        return self.entry.state is ModelState.READY and self.entry.runtime is not None
+
+    def runtime(self) -> Runtime:
+        """The version's runtime; 503 while it is not ready."""
+        runtime = self.entry.runtime
+        if self.entry.state is not ModelState.READY or runtime is None:
+            reason = self.entry.reason or "loading"
+            raise ModelNotReady(f"model '{self.name}' version {self.version} is not ready: {reason}")
+        return runtime
+
+    def task_runtime(self, kind: type[R]) -> R:
+        """The version's runtime, which serves the task of ``kind``."""
+        runtime = self.runtime()
+        assert isinstance(runtime, kind), f"{self.name} has a {type(runtime).__name__}"
+        return runtime
+
+    def metadata(self, versions: list[str]) -> dict[str, Any]:
+        """The protocol's ``$metadata_model_response``."""
+        return {
+            "name": self.name,
+            "versions": versions,
+            "platform": self.platform,
+            "inputs": [t.metadata() for t in self.inputs],
+            "outputs": [t.metadata() for t in self.outputs],
+        }
+
+    def read_inputs(self, given: list[InputTensor]) -> dict[str, np.ndarray]:
+        """Check the request's inputs against the model's (names, datatypes, shapes, batch size within
+        ``max_batch_items``) and read them into arrays."""
+        specs = {t.name: t for t in self.inputs}
+        checked: dict[str, tuple[InputTensor, TensorMeta]] = {}
+        for tensor in given:
+            spec = specs.get(tensor.name)
+            if spec is None:
+                raise BadRequest(
+                    f"model '{self.name}' has no input '{tensor.name}'; its inputs: {', '.join(specs)}"
+                )
+            if tensor.name in checked:
+                raise BadRequest(f"input '{tensor.name}' is given twice")
+            _check_tensor(tensor, spec, self.name)
+            checked[tensor.name] = (tensor, spec)
+        missing = [name for name in specs if name not in checked]
+        if missing:
+            raise BadRequest(f"model '{self.name}' needs input(s) {', '.join(missing)}")
+        batches = {name: tensor.shape[0] for name, (tensor, _) in checked.items()}
+        if len(set(batches.values())) > 1:
+            sizes = ", ".join(f"{name} {size}" for name, size in batches.items())
+            raise BadRequest(f"the inputs disagree on the batch size (first dimension): {sizes}")
+        check_item_count(next(iter(batches.values())), self.batch_kind, self.settings.max_batch_items)
+        arrays = {}
+        for name, (tensor, spec) in checked.items():
+            array = to_numpy(tensor)
+            if spec.base64_in_json and not tensor.binary:
+                array = _base64_decoded(array, name)
+            arrays[name] = array
+        return arrays
+
+    def select_outputs(self, request: InferenceRequest) -> list[tuple[TensorMeta, bool]]:
+        """The outputs to return, each with whether it goes as binary data."""
+        if request.outputs is None:
+            return [(spec, request.binary_outputs) for spec in self.outputs]
+        specs = {t.name: t for t in self.outputs}
+        chosen: dict[str, tuple[TensorMeta, bool]] = {}
+        for wanted in request.outputs:
+            if wanted.name not in specs:
+                raise BadRequest(
+                    f"model '{self.name}' has no output '{wanted.name}'; its outputs: {', '.join(specs)}"
+                )
+            if wanted.name in chosen:
+                raise BadRequest(f"output '{wanted.name}' is requested twice")
+            chosen[wanted.name] = (specs[wanted.name], wanted.binary)
+        return list(chosen.values())
+
+    def decode_images(self, files: np.ndarray) -> list[Image.Image]:
+        """Encoded image files -> images, with the /v1 uploads' checks (format, size, integrity)."""
+        return [
+            decode_named_image(f"image {i}", data, self.settings.max_image_pixels)
+            for i, data in enumerate(files)
+        ]
+
+
+def _check_tensor(tensor: InputTensor, spec: TensorMeta, model: str) -> None:
+    if tensor.datatype != spec.datatype:
+        raise BadRequest(
+            f"input '{tensor.name}' has datatype {tensor.datatype}; model '{model}' expects {spec.datatype}"
+        )
+    fits = len(tensor.shape) == len(spec.shape) and all(
+        size > 0 and want in (-1, size) for size, want in zip(tensor.shape, spec.shape, strict=True)
+    )
+    if not fits:
+        raise BadRequest(
+            f"input '{tensor.name}' has shape {list(tensor.shape)}; model '{model}' expects "
+            f"{list(spec.shape)} (-1: any size from 1)"
+        )
+
+
+def _base64_decoded(array: np.ndarray, name: str) -> np.ndarray:
+    decoded = np.empty(array.shape, dtype=object)
+    for index, item in np.ndenumerate(array):
+        try:
+            decoded[index] = base64.b64decode(item, validate=True)
+        except binascii.Error as exc:
+            raise BadRequest(
+                f"input '{name}' element {index[0]} is not base64; in JSON, send each file base64-encoded"
+            ) from exc
+    return decoded

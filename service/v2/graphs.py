@@ -1,0 +1,47 @@
+"""Each ONNX graph of a version as a v2 model (``<name>.<graph>``: ``captioner.encoder``,
+``pets-resnet18.model``), with the tensors its manifest declares, run straight through its session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+
+from ..errors import BadRequest
+from ..manifest import Manifest
+from ..registry import ModelVersion
+from ..settings import Settings
+from .base import Servable, TensorMeta
+from .tensors import MANIFEST_DATATYPES
+
+
+class GraphModel(Servable):
+    """One ONNX graph of a version, with the tensors its manifest declares."""
+
+    platform = "onnxruntime_onnx"
+
+    def __init__(
+        self, name: str, entry: ModelVersion, manifest: Manifest, settings: Settings, key: str
+    ) -> None:
+        super().__init__(name, entry, manifest, settings)
+        self.key = key
+        self.graph = manifest.graphs[key]
+
+    @property
+    def inputs(self) -> list[TensorMeta]:
+        return [TensorMeta(t.name, MANIFEST_DATATYPES[t.dtype], tuple(t.shape)) for t in self.graph.inputs]
+
+    @property
+    def outputs(self) -> list[TensorMeta]:
+        return [TensorMeta(t.name, MANIFEST_DATATYPES[t.dtype], tuple(t.shape)) for t in self.graph.outputs]
+
+    def infer(
+        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        runtime = self.runtime()
+        try:
+            arrays = runtime.run(self.key, inputs, outputs)
+        except (InvalidArgument, Fail) as exc:  # values the graph cannot take: token ids out of range, ...
+            raise BadRequest(f"{self.graph.file} cannot run on these inputs: {exc}") from exc
+        return dict(zip(outputs, arrays, strict=True))

@@ -1,0 +1,134 @@
+"""Each task as a v2 model (``<name>``), BYTES in and BYTES/FP32 out, through the same runtime calls and
+limits as the /v1 endpoints: ``image`` (encoded image files) -> ``labels`` and ``probabilities``, most
+probable first (image classification), or -> ``caption`` and ``score`` (captioning); ``text`` (UTF-8) ->
+``labels`` and ``probabilities`` (sentiment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadRequest
+from ..limits import check_texts
+from ..manifest import Manifest
+from ..runtimes import CaptionerRuntime, ClassifierRuntime, SentimentRuntime
+from ..runtimes.base import rank
+from ..runtimes.captioner import DEFAULT_BEAM_SIZE
+from .base import Servable, TensorMeta
+
+
+def _text(values: np.ndarray) -> np.ndarray:
+    """str -> UTF-8 bytes, as a BYTES tensor of the same shape."""
+    encoded = np.empty(values.shape, dtype=object)
+    for index, value in np.ndenumerate(values):
+        encoded[index] = str(value).encode("utf-8")
+    return encoded
+
+
+def _ranked(ranked: list[list[tuple[str, float]]]) -> dict[str, np.ndarray]:
+    """Per row, (label, probability) pairs most probable first -> ``labels`` and ``probabilities``."""
+    return {
+        "labels": _text(np.array([[label for label, _ in row] for row in ranked], dtype=object)),
+        "probabilities": np.array([[p for _, p in row] for row in ranked], dtype=np.float32),
+    }
+
+
+def _ranked_outputs(manifest: Manifest) -> list[TensorMeta]:
+    classes = len(manifest.labels or [])
+    return [TensorMeta("labels", "BYTES", (-1, classes)), TensorMeta("probabilities", "FP32", (-1, classes))]
+
+
+def _int_parameter(parameters: dict[str, Any], key: str, default: int, high: int) -> int:
+    value = parameters.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= high:
+        raise BadRequest(f"parameter {key} must be an integer between 1 and {high}, got {value!r}")
+    return value
+
+
+class ClassificationPipeline(Servable):
+    """``image`` (encoded files) -> ``labels``, ``probabilities`` of every class, most probable first."""
+
+    platform = "modelserve_image_classification"
+    batch_kind = "images"
+
+    @property
+    def inputs(self) -> list[TensorMeta]:
+        return [TensorMeta("image", "BYTES", (-1,), base64_in_json=True)]
+
+    @property
+    def outputs(self) -> list[TensorMeta]:
+        return _ranked_outputs(self.manifest)
+
+    def infer(
+        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        runtime = self.task_runtime(ClassifierRuntime)
+        images = self.decode_images(inputs["image"])
+        return _ranked(runtime.predict(images, top_k=len(runtime.labels)))
+
+
+class SentimentPipeline(Servable):
+    """``text`` (UTF-8) -> ``labels``, ``probabilities`` of every class, most probable first."""
+
+    platform = "modelserve_sentiment"
+    batch_kind = "texts"
+
+    @property
+    def inputs(self) -> list[TensorMeta]:
+        return [TensorMeta("text", "BYTES", (-1,))]
+
+    @property
+    def outputs(self) -> list[TensorMeta]:
+        return _ranked_outputs(self.manifest)
+
+    def infer(
+        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        runtime = self.task_runtime(SentimentRuntime)
+        texts = []
+        for i, data in enumerate(inputs["text"]):
+            try:
+                texts.append(data.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise BadRequest(f"text {i} is not UTF-8") from exc
+        check_texts(texts, self.settings)
+        probabilities = runtime.predict(texts)
+        return _ranked(rank(probabilities, runtime.labels, len(runtime.labels)))
+
+
+class CaptioningPipeline(Servable):
+    """``image`` (encoded files) -> ``caption`` and its ``score`` (mean log-probability per token).
+    Request parameters ``beam_size`` and ``max_length`` as in /v1/caption."""
+
+    platform = "modelserve_image_captioning"
+    batch_kind = "images"
+
+    @property
+    def inputs(self) -> list[TensorMeta]:
+        return [TensorMeta("image", "BYTES", (-1,), base64_in_json=True)]
+
+    @property
+    def outputs(self) -> list[TensorMeta]:
+        return [TensorMeta("caption", "BYTES", (-1,)), TensorMeta("score", "FP32", (-1,))]
+
+    def infer(
+        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        runtime = self.task_runtime(CaptionerRuntime)
+        beam_size = _int_parameter(parameters, "beam_size", DEFAULT_BEAM_SIZE, self.settings.max_beam_size)
+        length = _int_parameter(
+            parameters, "max_length", runtime.default_max_length(), self.settings.max_caption_length
+        )
+        captions = runtime.predict(self.decode_images(inputs["image"]), length, beam_size)
+        return {
+            "caption": _text(np.array([text for text, _ in captions], dtype=object)),
+            "score": np.array([score for _, score in captions], dtype=np.float32),
+        }
+
+
+PIPELINES: dict[str, type[Servable]] = {
+    "image-classification": ClassificationPipeline,
+    "sentiment": SentimentPipeline,
+    "image-captioning": CaptioningPipeline,
+}
