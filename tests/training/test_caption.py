@@ -62,15 +62,19 @@ def flickr(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def run_dir(flickr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-epoch training run with a tiny decoder (random encoder)."""
-    out = tmp_path_factory.mktemp("runs")
-    argv = ["caption", "--data", str(flickr), "--out", str(out), "--epochs", "1", "--batch-size", "8",
+def _caption_argv(flickr: Path, out: Path, epochs: int) -> list[str]:
+    """A tiny decoder (random encoder) on the fake Flickr8k."""
+    return ["caption", "--data", str(flickr), "--out", str(out), "--epochs", str(epochs), "--batch-size", "8",
             "--image-size", str(SIZE), "--embed-dim", "16", "--attention-dim", "16", "--hidden-dim", "32",
             "--min-freq", "1", "--max-length", "8", "--workers", "0", "--bleu-images", "3",
             "--feature-layer", "layer3"]  # what the default captioner ships with
-    assert main(argv) == 0
+
+
+@pytest.fixture(scope="module")
+def run_dir(flickr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch training run."""
+    out = tmp_path_factory.mktemp("runs")
+    assert main(_caption_argv(flickr, out, epochs=1)) == 0
     return next(out.glob("captioner-*"))
 
 
@@ -198,6 +202,39 @@ def test_training_run_writes_its_outputs(run_dir: Path) -> None:
     model, checkpoint = load_captioner(run_dir)
     assert checkpoint["kind"] == "captioner" and checkpoint["image"]["size"] == [SIZE, SIZE]
     assert model.config.hidden_dim == 32 and checkpoint["max_length"] == 8
+
+
+def test_ctrl_c_keeps_the_best_finished_epoch(flickr: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.caption.train as caption_train
+
+    calls = {"train": 0}
+    real_epoch = caption_train.run_epoch
+
+    def interrupted_in_epoch_3(*args, **kwargs):
+        if kwargs.get("optimizer") is not None:
+            calls["train"] += 1
+            if calls["train"] == 3:
+                raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(caption_train, "run_epoch", interrupted_in_epoch_3)
+    assert main(_caption_argv(flickr, tmp_path, epochs=5)) == 0
+    metrics = json.loads((next(tmp_path.glob("captioner-*")) / "metrics.json").read_text())
+    assert (metrics["epochs_completed"], metrics["interrupted_in_epoch"]) == (2, 3)
+    assert metrics["best_epoch"] in (1, 2) and len(metrics["history"]["dev_bleu4"]) == 2
+
+
+def test_ctrl_c_before_any_epoch_is_not_swallowed(flickr: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import training.caption.train as caption_train
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(caption_train, "run_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        main(_caption_argv(flickr, tmp_path, epochs=2))
 
 
 def test_export_writes_the_contract(version_dir: Path) -> None:

@@ -16,7 +16,8 @@ annotations/captions_<split>*.json and the image folder named after it, e.g. tra
 The encoder is a ResNet without its pooling and head (160 px -> 5x5x512 for resnet18); while it is frozen
 (the default) its features are computed once for train and dev and cached, so epochs only run the
 attention LSTM decoder. Every epoch reports dev loss and greedy BLEU on the first --bleu-images dev
-images; the checkpoint keeps the epoch with the best dev BLEU-4. Export it with
+images; the checkpoint keeps the epoch with the best dev BLEU-4. Ctrl-C (SIGINT) during an epoch stops
+training there and writes the run with the best finished epoch. Export it with
 `python -m training export RUN_DIR`, then measure beam-search BLEU with `python -m training evaluate`."""
 
 

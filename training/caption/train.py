@@ -58,10 +58,18 @@ def train(args: argparse.Namespace) -> Path:
     bleu_items = dev_items[: args.bleu_images or None]
     history: dict[str, list[float]] = {}
     best: dict = {"dev_bleu4": -1.0}
+    interrupted = None
     for epoch in range(1, args.epochs + 1):
         tick = time.time()
-        train_stats = run_epoch(model, loaders[0], device, f"epoch {epoch} train", cached=cached,
-                                optimizer=optimizer, alpha_c=args.alpha_c, grad_clip=args.grad_clip)
+        try:
+            train_stats = run_epoch(model, loaders[0], device, f"epoch {epoch} train", cached=cached,
+                                    optimizer=optimizer, alpha_c=args.alpha_c, grad_clip=args.grad_clip)
+        except KeyboardInterrupt:
+            if "state" not in best:
+                raise
+            interrupted = epoch  # Ctrl-C: stop here and keep the best finished epoch
+            print(f"interrupted during epoch {epoch}: keeping epoch {best['epoch']}", flush=True)
+            break
         seconds = time.time() - tick
         dev_stats = run_epoch(model, loaders[1], device, f"epoch {epoch} dev", cached=cached)
         features = _features(model, images[1], bleu_items, preset, device, cached)
@@ -81,13 +89,15 @@ def train(args: argparse.Namespace) -> Path:
     samples = _samples(model, images[1], dev_items, preset, tokenizer, device, args)
     metrics = {"dev": {k.removeprefix("dev_"): v for k, v in best.items() if k.startswith("dev_")},
                "best_epoch": best["epoch"], "history": history, "bleu_images": len(bleu_items),
-               "bleu_decoding": "greedy", "training_time_s": round(time.time() - started, 1)}
+               "bleu_decoding": "greedy", "training_time_s": round(time.time() - started, 1),
+               "epochs_completed": len(history["train_seconds"]), "interrupted_in_epoch": interrupted}
     runs.save_metrics(run_dir, metrics)
     runs.plot_curves(run_dir, {k: v for k, v in history.items() if k != "train_seconds"})
     (run_dir / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
     tokenizer.save(str(run_dir / "tokenizer.json"))
     extra = {"tokenizer": tokenizer.to_str(), "image": preset.manifest(), "max_length": args.max_length,
-             "metrics": {"dev": metrics["dev"], "best_epoch": best["epoch"], "bleu_images": len(bleu_items)},
+             "metrics": {"dev": metrics["dev"], "best_epoch": best["epoch"], "bleu_images": len(bleu_items),
+                         "epochs_completed": metrics["epochs_completed"]},
              "samples": samples, "training_time_s": metrics["training_time_s"],
              "epoch_seconds": [round(s, 1) for s in history["train_seconds"]],
              "provenance": provenance(args.data, seed=args.seed, device=device, recipe="caption",
