@@ -94,7 +94,7 @@ def accepts_connections(url: str) -> bool:
 
 
 def test_sigterm_turns_readiness_off_then_drains_the_requests_in_flight(tiny_repo: Path) -> None:
-    delay_s = 2
+    delay_s = 3  # long enough to observe readiness 503 while connections are still accepted
     env = {"MODELSERVE_SHUTDOWN_DELAY_S": str(delay_s), "MODELSERVE_SHUTDOWN_TIMEOUT_S": "30"}
     with server(tiny_repo, **env) as (process, url):
         in_flight = start_request(url)
