@@ -20,6 +20,10 @@ class ServiceError(Exception):
         super().__init__(message)
         self.message = message
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error response carries (none but for ``QueueFull``)."""
+        return {}
+
 
 class InvalidImage(ServiceError):
     """Not an image, or a truncated or corrupt one."""
@@ -103,6 +107,20 @@ class ModelNotReady(ServiceError):
     code = "model_not_ready"
 
 
+class QueueFull(ServiceError):
+    """The model's batching queue is full: the client should retry after ``retry_after_s`` seconds."""
+
+    status_code = 503
+    code = "queue_full"
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
 V2_PREFIX = "/v2"
 # Statuses the v2 protocol keeps; its other client errors are 400 ("typically 400", says the protocol).
 _V2_STATUSES = frozenset({404, 405, 413})
@@ -123,9 +141,9 @@ def error_response(error: ServiceError, scope: Scope | None = None) -> JSONRespo
         status = error.status_code
         if 400 <= status < 500 and status not in _V2_STATUSES:
             status = 400
-        return JSONResponse({"error": error.message}, status_code=status)
+        return JSONResponse({"error": error.message}, status_code=status, headers=error.headers())
     body = {"error": {"code": error.code, "message": error.message, "status": error.status_code}}
-    return JSONResponse(body, status_code=error.status_code)
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers())
 
 
 def _format_validation(exc: RequestValidationError) -> str:

@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from . import __doc__ as package_doc
 from .errors import install_error_handlers
+from .metrics import Metrics, RequestMetrics
 from .registry import ModelRegistry
-from .routes import caption, classify, health, models, sentiment, v2
+from .routes import caption, classify, health, metrics, models, sentiment, v2
 from .settings import Settings, get_settings
 from .uploads import BodySizeLimit
 
@@ -24,7 +25,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Discover the repository, load and warm up models in a worker thread (the server answers
     meanwhile, not ready), and release them on shutdown."""
     settings: Settings = app.state.settings
-    registry = ModelRegistry(settings)
+    registry = ModelRegistry(settings, app.state.metrics)
     app.state.registry = registry
     logger.info(
         "model repository %s: %d versions; providers requested: %s",
@@ -38,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         registry.stop_loading()
         await loading
-        registry.close()
+        await asyncio.to_thread(registry.close)  # batchers finish what they hold first
 
 
 def begin_shutdown(app: FastAPI) -> None:
@@ -58,9 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
-    routers = (classify.router, sentiment.router, caption.router, models.router, health.router, v2.router)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: sees every answer
+    routers = (
+        classify.router,
+        sentiment.router,
+        caption.router,
+        models.router,
+        health.router,
+        metrics.router,
+        v2.router,
+    )
     for router in routers:
         app.include_router(router)
     return app

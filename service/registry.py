@@ -7,13 +7,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
+from .batching import BatchConfig, Batcher, QueueWorker
 from .errors import ModelNotFound, ModelNotReady
 from .manifest import Manifest
+from .metrics import Metrics
 from .providers import requested_providers, uses_gpu
 from .repository import VersionDir, discover, load_version, read_manifest
-from .runtimes import Runtime, RuntimeLoadError
+from .runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, RuntimeLoadError, SentimentRuntime
 from .settings import Settings
+from .step_batching import CaptionBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ class ModelVersion:
     manifest: Manifest | None = None
     reason: str | None = None
     runtime: Runtime | None = None
+    batcher: QueueWorker[Any, Any] | None = None
     load_time_s: float | None = None
     providers: dict[str, list[str]] = field(default_factory=dict)
 
@@ -46,6 +51,18 @@ class ModelVersion:
     def actual_providers(self) -> list[str]:
         """The providers its sessions actually got, over all graphs."""
         return sorted({p for providers in self.providers.values() for p in providers})
+
+    def item_batcher(self) -> Batcher[Any]:
+        """The batching queue of a classifier or sentiment model; 503 once it is stopped."""
+        if not isinstance(self.batcher, Batcher):
+            raise ModelNotReady(f"model {self.name}/{self.version} is not serving")
+        return self.batcher
+
+    def caption_batcher(self) -> CaptionBatcher:
+        """The step-level decoding queue of a captioner; 503 once it is stopped."""
+        if not isinstance(self.batcher, CaptionBatcher):
+            raise ModelNotReady(f"model {self.name}/{self.version} is not serving")
+        return self.batcher
 
     @property
     def name(self) -> str:
@@ -61,8 +78,9 @@ class ModelVersion:
 class ModelRegistry:
     """Holds every discovered version; loading runs in a worker thread while requests are answered."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.requested_providers = requested_providers(settings)
         enabled = set(settings.enabled_models)
         self.versions = [
@@ -94,7 +112,15 @@ class ModelRegistry:
             logger.error("model %s/%d skipped: %s", entry.name, entry.version, exc)
             return
         entry.runtime, entry.providers = runtime, runtime.providers()
+        entry.batcher = self._batcher(entry, runtime)
         entry.load_time_s = round(time.perf_counter() - started, 4)
+        self.metrics.model_info.labels(
+            model=entry.name,
+            version=str(entry.version),
+            task=runtime.task,
+            providers=",".join(entry.actual_providers()),
+            requested_providers=",".join(self.requested_providers),
+        ).set(1)
         entry.state = ModelState.READY
         logger.info(
             "model %s/%d ready in %.2fs; requested %s, actual %s",
@@ -104,6 +130,15 @@ class ModelRegistry:
             self.requested_providers,
             entry.providers,
         )
+
+    def _batcher(self, entry: ModelVersion, runtime: Runtime) -> QueueWorker[Any, Any]:
+        config = BatchConfig.for_model(self.settings, entry.name)
+        metrics = self.metrics.model(entry.name, entry.version)
+        label = f"{entry.name}/{entry.version}"
+        if isinstance(runtime, CaptionerRuntime):
+            return CaptionBatcher(label, runtime, config, metrics)
+        assert isinstance(runtime, ClassifierRuntime | SentimentRuntime)
+        return Batcher(label, runtime.infer_items, config, metrics)
 
     def stop_loading(self) -> None:
         """Ask ``load_all`` to stop after the version it is loading."""
@@ -169,8 +204,11 @@ class ModelRegistry:
         return reasons
 
     def close(self) -> None:
-        """Release every runtime."""
+        """Stop every batcher once the requests it holds are answered, then release every runtime."""
         for entry in self.versions:
+            if entry.batcher is not None:
+                entry.batcher.close()
+                entry.batcher = None
             if entry.runtime is not None:
                 entry.runtime.close()
                 entry.runtime = None

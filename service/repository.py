@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from .batching import BatchConfig
 from .manifest import MODEL_NAME_PATTERN, Manifest
 from .runtimes import RUNTIMES, Runtime, RuntimeLoadError
 from .settings import Settings
@@ -90,7 +91,7 @@ def load_version(manifest: Manifest, directory: Path, settings: Settings) -> Run
     except Exception as exc:  # a tokenizer or graph that does not load is a reason, not a crash
         raise RuntimeLoadError(f"cannot load: {type(exc).__name__}: {exc}") from exc
     try:
-        runtime.warmup()
+        runtime.warmup(BatchConfig.for_model(settings, manifest.name).warmup_sizes())
     except Exception as exc:
         runtime.close()
         raise RuntimeLoadError(f"warm-up inference failed: {type(exc).__name__}: {exc}") from exc

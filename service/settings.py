@@ -6,10 +6,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class BatchingOverride(BaseModel):
+    """Per-model batching settings; a field left out keeps the service-wide default."""
+
+    max_size: int | None = Field(None, ge=1, description="Most items (images, texts) in one run.")
+    max_delay_ms: float | None = Field(None, ge=0, description="Longest wait for a batch to fill.")
+    queue_size: int | None = Field(None, ge=1, description="Most requests waiting for a run.")
 
 
 class Settings(BaseSettings):
@@ -85,6 +93,31 @@ class Settings(BaseSettings):
     max_top_k: int = Field(100, ge=1, description="Largest top_k of /v1/classify-image.")
     max_caption_length: int = Field(50, ge=1, description="Largest max_length of /v1/caption, in tokens.")
     max_beam_size: int = Field(8, ge=1, description="Largest beam_size of /v1/caption.")
+
+    # --- dynamic batching (service/batching.py)
+    batch_max_size: int = Field(
+        32,
+        ge=1,
+        description="Most items (images or texts) coalesced into one onnxruntime run; for a captioner, the "
+        "most images decoded together (each with its beams). The model is warmed up at the powers of two "
+        "up to it.",
+    )
+    batch_max_delay_ms: float = Field(
+        2.0,
+        ge=0,
+        description="Once a request is waiting, the longest the batcher waits for more before it runs "
+        "(it runs at once when the batch is full).",
+    )
+    batch_queue_size: int = Field(
+        256,
+        ge=1,
+        description="Most requests waiting per model; beyond, 503 queue_full with Retry-After.",
+    )
+    batching: dict[str, BatchingOverride] = Field(
+        default_factory=dict,
+        description="Per model name, overrides of the three batch settings, e.g. "
+        '{"pets-resnet18": {"max_size": 64, "max_delay_ms": 5}}.',
+    )
 
     # --- shutdown (SIGTERM or SIGINT)
     shutdown_delay_s: int = Field(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import numpy as np
 from fastapi import UploadFile
 from fastapi.concurrency import run_in_threadpool
-from PIL import Image
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import PayloadTooLarge, ServiceError, UnsupportedMediaType, error_response
 from .limits import check_item_count
-from .preprocessing import decode_image
+from .manifest import ImageSpec
+from .preprocessing import load_pixels
 
 # Declared types we accept; a missing or generic type is accepted and the bytes decide.
 IMAGE_MEDIA_TYPES = frozenset(
@@ -51,8 +54,11 @@ class BodySizeLimit:
         return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
 
 
-async def read_images(files: list[UploadFile], max_items: int, max_pixels: int) -> list[Image.Image]:
-    """Check count and media types, then decode every upload (off the event loop)."""
+async def read_images(
+    files: list[UploadFile], max_items: int, max_pixels: int, spec: ImageSpec
+) -> list[np.ndarray]:
+    """Check count and media types, then decode and preprocess every upload for ``spec``: in worker
+    threads, in parallel (Pillow and numpy release the GIL), off the event loop."""
     check_item_count(len(files), "images", max_items)
     for upload in files:
         media_type = (upload.content_type or "").split(";")[0].strip().lower()
@@ -61,16 +67,24 @@ async def read_images(files: list[UploadFile], max_items: int, max_pixels: int) 
                 f"{upload.filename or 'upload'}: media type {media_type!r} is not supported; "
                 "send JPEG, PNG, WebP, BMP or GIF"
             )
-    images = []
-    for upload in files:
-        name, data = upload.filename or "upload", await upload.read()
-        images.append(await run_in_threadpool(decode_named_image, name, data, max_pixels))
-    return images
+    contents = [await upload.read() for upload in files]
+    names = [upload.filename or "upload" for upload in files]
+    results = await asyncio.gather(
+        *(
+            run_in_threadpool(named_pixels, name, data, max_pixels, spec)
+            for name, data in zip(names, contents, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    for result in results:  # the first bad file in request order is the one reported
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if isinstance(result, np.ndarray)]
 
 
-def decode_named_image(name: str, data: bytes, max_pixels: int) -> Image.Image:
-    """``decode_image``, with ``name`` (a file name, "image 2") leading the message of any error."""
+def named_pixels(name: str, data: bytes, max_pixels: int, spec: ImageSpec) -> np.ndarray:
+    """``load_pixels``, with ``name`` (a file name, "image 2") leading the message of any error."""
     try:
-        return decode_image(data, max_pixels)
+        return load_pixels(data, max_pixels, spec)
     except ServiceError as exc:
         raise type(exc)(f"{name}: {exc.message}") from exc

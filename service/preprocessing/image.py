@@ -14,11 +14,14 @@ from ..manifest import ImageSpec
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF"})
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int, spec: ImageSpec | None = None) -> Image.Image:
     """Decode an upload to an oriented RGB or L image (first frame of a GIF).
 
     The size is checked from the header, before any pixel is decoded, so a decompression bomb costs
-    nothing. Raises ``InvalidImage`` (400), ``UnsupportedMediaType`` (415) or ``ImageTooLarge`` (413).
+    nothing. With the ``spec`` the image is for, a JPEG at least twice the size that preprocessing needs
+    is decoded at a reduced scale (1/2, 1/4 or 1/8, still at least that size: Pillow's draft mode), which
+    is several times faster for large photos. Raises ``InvalidImage`` (400), ``UnsupportedMediaType``
+    (415) or ``ImageTooLarge`` (413).
     """
     if not data:
         raise InvalidImage("the file is empty")
@@ -37,6 +40,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} pixels, more than the limit of {max_pixels}")
+    if spec is not None and image.format == "JPEG":
+        needed = spec.resize if spec.resize is not None else max(spec.size)  # either orientation
+        image.draft(image.mode, (needed, needed))
     try:
         image.load()
         oriented = ImageOps.exif_transpose(image)
@@ -84,6 +90,12 @@ def preprocess_image(image: Image.Image, spec: ImageSpec) -> np.ndarray:
         x = np.float32(1.0) - x
     x = (x - np.asarray(spec.mean, dtype=np.float32)) / np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)
+
+
+def load_pixels(data: bytes, max_pixels: int, spec: ImageSpec) -> np.ndarray:
+    """An encoded image -> its float32 array [C, H, W] for ``spec`` (``decode_image``, then
+    ``preprocess_image``)."""
+    return preprocess_image(decode_image(data, max_pixels, spec), spec)
 
 
 def image_batch(images: list[Image.Image], spec: ImageSpec) -> np.ndarray:

@@ -24,10 +24,18 @@ class TextEncoder:
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Texts -> (ids [N, T] right-padded with ``pad_id``, true lengths [N], each at least 1)."""
+        return self.pad(self.tokenize(texts))
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Texts -> ids per text, truncated to ``max_length``, at least one each."""
         rows = []
         for encoding in self.tokenizer.encode_batch(texts):
             ids = encoding.ids[: self.spec.max_length]
             rows.append(ids or [self.spec.unk_id])  # an all-unknown or empty text is still one token
+        return rows
+
+    def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids per text -> (ids [N, T] right-padded with ``pad_id`` to the longest, lengths [N])."""
         lengths = np.array([len(row) for row in rows], dtype=np.int64)
         padded = np.full((len(rows), int(lengths.max())), self.spec.pad_id, dtype=np.int64)
         for i, row in enumerate(rows):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import CaptionerRuntime
@@ -34,16 +34,17 @@ async def caption(
         int, Form(description="Beams of the search; 1 is greedy decoding.")
     ] = DEFAULT_BEAM_SIZE,
 ) -> CaptionResponse:
-    """Caption each uploaded image; returns the caption and its mean log-probability per token."""
+    """Caption each uploaded image; returns the caption and its mean log-probability per token. Decoding
+    is batched per step with the other requests in flight (service/step_batching.py)."""
     check_range("beam_size", beam_size, 1, settings.max_beam_size)
     if max_length is not None:
         check_range("max_length", max_length, 1, settings.max_caption_length)
-    name, version, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
+    entry, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
     length = max_length or runtime.default_max_length()
-    images = await read_images(files, settings.max_batch_items, settings.max_image_pixels)
-    captions = await run_in_threadpool(runtime.predict, images, length, beam_size)
+    pixels = await read_images(files, settings.max_batch_items, settings.max_image_pixels, runtime.image_spec)
+    hypotheses = await entry.caption_batcher().infer(np.stack(pixels), length, beam_size)
     results = [
-        Caption(filename=upload.filename, caption=text, score=score)
-        for upload, (text, score) in zip(files, captions, strict=True)
+        Caption(filename=upload.filename, caption=runtime.detokenize(h.tokens), score=h.score)
+        for upload, h in zip(files, hypotheses, strict=True)
     ]
-    return CaptionResponse(model=name, version=version, results=results)
+    return CaptionResponse(model=entry.name, version=entry.version, results=results)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import ClassifierRuntime
+from ..runtimes.base import rank
 from ..schemas import ClassifyImageResponse, ImageClassification, Prediction
 from ..uploads import read_images
 from .common import check_range, error_responses, resolve_runtime
@@ -32,11 +33,10 @@ async def classify_image(
 ) -> ClassifyImageResponse:
     """Classify each uploaded image; returns its ``top_k`` labels with their probabilities."""
     check_range("top_k", top_k, 1, settings.max_top_k)
-    name, version, runtime = resolve_runtime(
-        registry, ClassifierRuntime, model, settings.default_image_classifier
-    )
-    images = await read_images(files, settings.max_batch_items, settings.max_image_pixels)
-    ranked = await run_in_threadpool(runtime.predict, images, top_k)
+    entry, runtime = resolve_runtime(registry, ClassifierRuntime, model, settings.default_image_classifier)
+    pixels = await read_images(files, settings.max_batch_items, settings.max_image_pixels, runtime.image_spec)
+    probabilities = await entry.item_batcher().infer(pixels)
+    ranked = rank(np.stack(probabilities), runtime.labels, top_k)
     results = [
         ImageClassification(
             filename=upload.filename,
@@ -44,4 +44,4 @@ async def classify_image(
         )
         for upload, predictions in zip(files, ranked, strict=True)
     ]
-    return ClassifyImageResponse(model=name, version=version, results=results)
+    return ClassifyImageResponse(model=entry.name, version=entry.version, results=results)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from ..errors import InvalidInput, ServiceError
-from ..registry import ModelRegistry
+from ..registry import ModelRegistry, ModelVersion
 from ..runtimes import Runtime
 from ..schemas import ErrorBody
 
@@ -14,12 +14,12 @@ R = TypeVar("R", bound=Runtime)
 
 def resolve_runtime(
     registry: ModelRegistry, kind: type[R], model: str | None, default: str
-) -> tuple[str, int, R]:
-    """(name, version, runtime) of the model that serves a request of ``kind``'s task."""
+) -> tuple[ModelVersion, R]:
+    """The version that serves a request of ``kind``'s task, and its runtime."""
     entry = registry.resolve(kind.task, model, default)
     if not isinstance(entry.runtime, kind):
         raise ServiceError(f"model {entry.name} has no {kind.task} runtime")
-    return entry.name, entry.version, entry.runtime
+    return entry, entry.runtime
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:

@@ -21,10 +21,11 @@ async def sentiment(
     """The sentiment of each text: its label and probability, and every class's probability."""
     texts = request.items()
     check_texts(texts, settings)
-    name, version, runtime = resolve_runtime(
+    entry, runtime = resolve_runtime(
         registry, SentimentRuntime, request.model, settings.default_sentiment_model
     )
-    probabilities = await run_in_threadpool(runtime.predict, texts)
+    rows = await run_in_threadpool(runtime.tokenize, texts)
+    probabilities = await entry.item_batcher().infer(rows)
     results = []
     for row in probabilities:
         best = int(row.argmax())
@@ -35,4 +36,4 @@ async def sentiment(
                 probabilities={label: float(p) for label, p in zip(runtime.labels, row, strict=True)},
             )
         )
-    return SentimentResponse(model=name, version=version, results=results)
+    return SentimentResponse(model=entry.name, version=entry.version, results=results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,8 +42,9 @@ class Runtime(ABC):
             self.sessions[key] = session
 
     @abstractmethod
-    def warmup(self) -> None:
-        """Run one inference on a dummy input, so the first request pays no lazy initialisation."""
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Run inference on dummy inputs at each batch size the model will see, so that no request pays
+        for lazy initialisation (memory arenas, kernel choice, TensorRT engines)."""
 
     def providers(self) -> dict[str, list[str]]:
         """Per graph key, the execution providers its session actually got."""

@@ -21,6 +21,71 @@ class Hypothesis:
     score: float
 
 
+class BeamSearch:
+    """The state of one beam search over a batch of images, advanced one decoder step at a time, so that
+    a scheduler can run the steps of many searches in one decoder run (service/step_batching.py).
+
+    Rows are ``images x beams``. A finished beam keeps its score and length: its only continuation is
+    ``eos`` at log-probability 0. Beams compete on summed log-probability; the final choice among them
+    is by length-normalised score.
+    """
+
+    def __init__(
+        self, h0: np.ndarray, c0: np.ndarray, *, bos_id: int, eos_id: int, max_length: int, beam_size: int
+    ) -> None:
+        self.n_images, self.k = h0.shape[0], beam_size
+        self.eos_id, self.max_length = eos_id, max_length
+        k = beam_size
+        # The decoder's next inputs: per row its previous token, its state, and which image it belongs to.
+        self.images = np.repeat(np.arange(self.n_images), k)
+        self.h, self.c = np.repeat(h0, k, axis=0), np.repeat(c0, k, axis=0)
+        self.tokens = np.full(self.n_images * k, bos_id, dtype=np.int64)
+        self.scores = np.full((self.n_images, k), -np.inf)
+        self.scores[:, 0] = 0.0  # one live beam per image to start with
+        self.lengths = np.zeros((self.n_images, k), dtype=np.int64)
+        self.finished = np.zeros((self.n_images, k), dtype=bool)
+        self.sequences = np.zeros((self.n_images, k, 0), dtype=np.int64)
+        self.steps = 0
+        self.done = max_length <= 0
+
+    @property
+    def rows(self) -> int:
+        """Decoder rows this search feeds per step."""
+        return self.n_images * self.k
+
+    def advance(self, log_probs: np.ndarray, h_out: np.ndarray, c_out: np.ndarray) -> None:
+        """Take one decoder step's outputs for this search's rows."""
+        n_images, k, eos_id = self.n_images, self.k, self.eos_id
+        vocab = log_probs.shape[1]
+        log_probs = log_probs.astype(np.float64).reshape(n_images, k, vocab)
+        log_probs[self.finished] = -np.inf
+        log_probs[self.finished, eos_id] = 0.0
+        candidates = (self.scores[:, :, None] + log_probs).reshape(n_images, k * vocab)
+        width = min(k, k * vocab)
+        best = np.argsort(-candidates, axis=1, kind="stable")[:, :width]
+        beam, token = best // vocab, best % vocab
+        rows = np.arange(n_images)[:, None]
+        self.scores = candidates[rows, best]
+        self.lengths = self.lengths[rows, beam] + ~self.finished[rows, beam]
+        self.finished = self.finished[rows, beam] | (token == eos_id)
+        self.sequences = np.concatenate([self.sequences[rows, beam], token[:, :, None]], axis=2)
+        flat = (rows * k + beam).reshape(-1)
+        self.h, self.c, self.tokens = h_out[flat], c_out[flat], token.reshape(-1).astype(np.int64)
+        self.steps += 1
+        self.done = self.steps >= self.max_length or bool(self.finished[np.isfinite(self.scores)].all())
+
+    def best(self) -> list[Hypothesis]:
+        """The best hypothesis per image, by length-normalised score."""
+        scores, lengths = self.scores, self.lengths
+        normalised = np.where(np.isfinite(scores), scores / np.maximum(lengths, 1), -np.inf)
+        winners = normalised.argmax(axis=1)
+        results = []
+        for i, b in enumerate(winners):
+            ids = [int(t) for t in self.sequences[i, b, : lengths[i, b]] if t != self.eos_id]
+            results.append(Hypothesis(tokens=ids, score=float(normalised[i, b])))
+        return results
+
+
 def beam_search(
     step: Step,
     h0: np.ndarray,
@@ -31,47 +96,8 @@ def beam_search(
     max_length: int,
     beam_size: int,
 ) -> list[Hypothesis]:
-    """Decode every image of the batch at once; returns the best hypothesis per image.
-
-    Rows are ``images x beams``. A finished beam keeps its score and length: its only continuation is
-    ``eos`` at log-probability 0. Beams compete on summed log-probability; the final choice among them
-    is by length-normalised score.
-    """
-    n_images = h0.shape[0]
-    k = beam_size
-    images = np.repeat(np.arange(n_images), k)
-    h, c = np.repeat(h0, k, axis=0), np.repeat(c0, k, axis=0)
-    tokens = np.full(n_images * k, bos_id, dtype=np.int64)
-    scores = np.full((n_images, k), -np.inf)
-    scores[:, 0] = 0.0  # one live beam per image to start with
-    lengths = np.zeros((n_images, k), dtype=np.int64)
-    finished = np.zeros((n_images, k), dtype=bool)
-    sequences = np.zeros((n_images, k, 0), dtype=np.int64)
-
-    for _ in range(max_length):
-        log_probs, h_out, c_out = step(tokens, h, c, images)
-        vocab = log_probs.shape[1]
-        log_probs = log_probs.astype(np.float64).reshape(n_images, k, vocab)
-        log_probs[finished] = -np.inf
-        log_probs[finished, eos_id] = 0.0
-        candidates = (scores[:, :, None] + log_probs).reshape(n_images, k * vocab)
-        width = min(k, k * vocab)
-        best = np.argsort(-candidates, axis=1, kind="stable")[:, :width]
-        beam, token = best // vocab, best % vocab
-        rows = np.arange(n_images)[:, None]
-        scores = candidates[rows, best]
-        lengths = lengths[rows, beam] + ~finished[rows, beam]
-        finished = finished[rows, beam] | (token == eos_id)
-        sequences = np.concatenate([sequences[rows, beam], token[:, :, None]], axis=2)
-        flat = (rows * k + beam).reshape(-1)
-        h, c, tokens = h_out[flat], c_out[flat], token.reshape(-1).astype(np.int64)
-        if finished[np.isfinite(scores)].all():
-            break
-
-    normalised = np.where(np.isfinite(scores), scores / np.maximum(lengths, 1), -np.inf)
-    winners = normalised.argmax(axis=1)
-    results = []
-    for i, b in enumerate(winners):
-        ids = [int(t) for t in sequences[i, b, : lengths[i, b]] if t != eos_id]
-        results.append(Hypothesis(tokens=ids, score=float(normalised[i, b])))
-    return results
+    """Decode every image of the batch at once; returns the best hypothesis per image."""
+    search = BeamSearch(h0, c0, bos_id=bos_id, eos_id=eos_id, max_length=max_length, beam_size=beam_size)
+    while not search.done:
+        search.advance(*step(search.tokens, search.h, search.c, search.images))
+    return search.best()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 
@@ -49,17 +51,25 @@ class CaptionerRuntime(Runtime):
         features, h0, c0 = self.run("encoder", {names.pixels: pixels}, [names.features, names.h0, names.c0])
         return features, h0, c0
 
-    def infer(self, pixels: np.ndarray, max_length: int, beam_size: int) -> list[Hypothesis]:
-        """Pixels -> the best token sequence per image and its score."""
-        features, h0, c0 = self.encode(pixels)
+    def step(
+        self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray, features: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One decoder step for rows of (previous token, state, their image's features) ->
+        (log_probs, h_out, c_out)."""
         names = self.spec.decoder
+        feeds = {names.tokens: tokens, names.h: h, names.c: c, names.features: features}
+        log_probs, h_out, c_out = self.run("decoder", feeds, [names.log_probs, names.h_out, names.c_out])
+        return log_probs, h_out, c_out
+
+    def infer(self, pixels: np.ndarray, max_length: int, beam_size: int) -> list[Hypothesis]:
+        """Pixels -> the best token sequence per image and its score (one request alone; the service
+        decodes many requests together: service/step_batching.py)."""
+        features, h0, c0 = self.encode(pixels)
 
         def step(
             tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            feeds = {names.tokens: tokens, names.h: h, names.c: c, names.features: features[images]}
-            log_probs, h_out, c_out = self.run("decoder", feeds, [names.log_probs, names.h_out, names.c_out])
-            return log_probs, h_out, c_out
+            return self.step(tokens, h, c, features[images])
 
         return beam_search(
             step,
@@ -81,7 +91,10 @@ class CaptionerRuntime(Runtime):
         hypotheses = self.infer(self.preprocess(images), max_length, beam_size)
         return [(self.detokenize(h.tokens), h.score) for h in hypotheses]
 
-    def warmup(self) -> None:
-        """Decode a few steps for a blank image."""
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Decode a few steps for blank images at each batch size, greedy and with the default beams."""
         height, width = self.image_spec.size
-        self.predict([Image.new(self.image_spec.color_mode, (width, height))], max_length=2, beam_size=1)
+        blank = Image.new(self.image_spec.color_mode, (width, height))
+        for size in batch_sizes:
+            for beam_size in (1, DEFAULT_BEAM_SIZE):
+                self.predict([blank] * size, max_length=2, beam_size=beam_size)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from PIL import Image
 
@@ -37,11 +39,18 @@ class ClassifierRuntime(Runtime):
         (scores,) = self.run("model", {graph.inputs[0].name: pixels}, [graph.outputs[0].name])
         return softmax(scores) if self.manifest.output == "logits" else scores
 
+    def infer_items(self, items: list[np.ndarray]) -> np.ndarray:
+        """Preprocessed images [C, H, W] of any number of requests -> probabilities, one row per image
+        (what the batcher runs)."""
+        return self.infer(np.stack(items))
+
     def predict(self, images: list[Image.Image], top_k: int) -> list[list[tuple[str, float]]]:
         """Per image, the ``top_k`` (label, probability) pairs, most probable first."""
         return rank(self.infer(self.preprocess(images)), self.labels, top_k)
 
-    def warmup(self) -> None:
-        """One inference on a blank image."""
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Inference on blank images at each batch size."""
         height, width = self.image_spec.size
-        self.predict([Image.new(self.image_spec.color_mode, (width, height))], top_k=1)
+        blank = Image.new(self.image_spec.color_mode, (width, height))
+        for size in batch_sizes:
+            self.predict([blank] * size, top_k=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..manifest import TextSpec
@@ -40,10 +42,22 @@ class SentimentRuntime(Runtime):
         (scores,) = self.run("model", feeds, [output])
         return softmax(scores) if self.manifest.output == "logits" else scores
 
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Texts -> token ids per text, truncated, not padded."""
+        return self.encoder.tokenize(texts)
+
+    def infer_items(self, rows: list[list[int]]) -> np.ndarray:
+        """Token ids of texts from any number of requests, padded together to the longest ->
+        probabilities, one row per text (what the batcher runs; padding never changes a prediction)."""
+        return self.infer(*self.encoder.pad(rows))
+
     def predict(self, texts: list[str]) -> np.ndarray:
         """Texts -> probabilities [N, classes]."""
-        return self.infer(*self.encoder.encode(texts))
+        return self.infer_items(self.tokenize(texts))
 
-    def warmup(self) -> None:
-        """One inference on a short text."""
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Inference on a short text, then at each batch size on texts of the longest length."""
         self.predict(["warm up"])
+        longest = [self.text_spec.unk_id] * self.text_spec.max_length
+        for size in batch_sizes:
+            self.infer_items([longest] * size)

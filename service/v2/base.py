@@ -10,15 +10,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from ..errors import BadRequest, ModelNotReady
 from ..limits import check_item_count
-from ..manifest import Manifest
+from ..manifest import ImageSpec, Manifest
 from ..registry import ModelState, ModelVersion
 from ..runtimes import Runtime
 from ..settings import Settings
-from ..uploads import decode_named_image
+from ..uploads import named_pixels
 from .tensors import InferenceRequest, InputTensor, to_numpy
 
 R = TypeVar("R", bound=Runtime)
@@ -148,10 +147,11 @@ class Servable(ABC):
             chosen[wanted.name] = (specs[wanted.name], wanted.binary)
         return list(chosen.values())
 
-    def decode_images(self, files: np.ndarray) -> list[Image.Image]:
-        """Encoded image files -> images, with the /v1 uploads' checks (format, size, integrity)."""
+    def image_pixels(self, files: np.ndarray, spec: ImageSpec) -> list[np.ndarray]:
+        """Encoded image files -> preprocessed arrays [C, H, W] for ``spec``, with the /v1 uploads'
+        checks (format, size, integrity)."""
         return [
-            decode_named_image(f"image {i}", data, self.settings.max_image_pixels)
+            named_pixels(f"image {i}", data, self.settings.max_image_pixels, spec)
             for i, data in enumerate(files)
         ]
 

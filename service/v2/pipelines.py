@@ -64,8 +64,9 @@ class ClassificationPipeline(Servable):
         self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         runtime = self.task_runtime(ClassifierRuntime)
-        images = self.decode_images(inputs["image"])
-        return _ranked(runtime.predict(images, top_k=len(runtime.labels)))
+        pixels = self.image_pixels(inputs["image"], runtime.image_spec)
+        probabilities = np.stack(self.entry.item_batcher().submit(pixels).result())
+        return _ranked(rank(probabilities, runtime.labels, len(runtime.labels)))
 
 
 class SentimentPipeline(Servable):
@@ -93,7 +94,7 @@ class SentimentPipeline(Servable):
             except UnicodeDecodeError as exc:
                 raise BadRequest(f"text {i} is not UTF-8") from exc
         check_texts(texts, self.settings)
-        probabilities = runtime.predict(texts)
+        probabilities = np.stack(self.entry.item_batcher().submit(runtime.tokenize(texts)).result())
         return _ranked(rank(probabilities, runtime.labels, len(runtime.labels)))
 
 
@@ -120,10 +121,11 @@ class CaptioningPipeline(Servable):
         length = _int_parameter(
             parameters, "max_length", runtime.default_max_length(), self.settings.max_caption_length
         )
-        captions = runtime.predict(self.decode_images(inputs["image"]), length, beam_size)
+        pixels = np.stack(self.image_pixels(inputs["image"], runtime.image_spec))
+        hypotheses = self.entry.caption_batcher().submit(pixels, length, beam_size).result()
         return {
-            "caption": _text(np.array([text for text, _ in captions], dtype=object)),
-            "score": np.array([score for _, score in captions], dtype=np.float32),
+            "caption": _text(np.array([runtime.detokenize(h.tokens) for h in hypotheses], dtype=object)),
+            "score": np.array([h.score for h in hypotheses], dtype=np.float32),
         }
 
 

@@ -1,0 +1,182 @@
+"""Dynamic batching: concurrent requests for one model are coalesced into one onnxruntime run.
+
+Each model has a worker thread and a bounded queue. A request puts its items (images, texts) in the
+queue and gets a ``concurrent.futures.Future``: awaited by the async /v1 routes, waited on by the /v2
+worker threads. The worker takes the first waiting request, waits at most ``max_delay_s`` from its
+arrival for more to fill ``max_size`` items, runs them together and hands each request its own rows. A
+full queue refuses at once (``QueueFull``, 503 with Retry-After) instead of growing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from .errors import ModelNotReady, QueueFull
+from .metrics import ModelMetrics
+from .settings import Settings
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """The batching settings of one model."""
+
+    max_size: int
+    max_delay_s: float
+    queue_size: int
+
+    @classmethod
+    def for_model(cls, settings: Settings, name: str) -> BatchConfig:
+        """The service-wide batch settings, with the model's own overrides (``settings.batching``)."""
+        override = settings.batching.get(name)
+        max_size = override.max_size if override and override.max_size else settings.batch_max_size
+        delay_ms = settings.batch_max_delay_ms
+        if override and override.max_delay_ms is not None:
+            delay_ms = override.max_delay_ms
+        queue = override.queue_size if override and override.queue_size else settings.batch_queue_size
+        return cls(max_size=max_size, max_delay_s=delay_ms / 1000.0, queue_size=queue)
+
+    def warmup_sizes(self) -> list[int]:
+        """The batch sizes a model will see, for warm-up: powers of two below ``max_size``, and it."""
+        sizes = [1 << i for i in range(self.max_size.bit_length()) if 1 << i < self.max_size]
+        return [*sizes, self.max_size]
+
+
+@dataclass
+class Pending(Generic[T, U]):
+    """One request in a queue: its payload, how many rows (items) it counts for, and its future."""
+
+    payload: T
+    rows: int
+    future: Future[U]
+    enqueued: float
+
+
+class QueueWorker(Generic[T, U]):
+    """A bounded request queue served by one worker thread; subclasses implement ``_serve``."""
+
+    def __init__(self, name: str, config: BatchConfig, metrics: ModelMetrics) -> None:
+        self.name = name
+        self.config = config
+        self.metrics = metrics
+        self._queue: deque[Pending[T, U]] = deque()
+        self._queued_rows = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(target=self._serve, name=f"batcher:{name}", daemon=True)
+        self._thread.start()
+
+    def submit_payload(self, payload: T, rows: int) -> Future[U]:
+        """Queue a request; raises ``QueueFull`` when ``queue_size`` requests are already waiting."""
+        future: Future[U] = Future()
+        with self._cond:
+            if self._closed:
+                raise ModelNotReady(f"model {self.name} is shutting down")
+            if len(self._queue) >= self.config.queue_size:
+                self.metrics.rejected.inc()
+                raise QueueFull(
+                    f"model {self.name} has {len(self._queue)} requests waiting, the most its queue holds; "
+                    "retry later"
+                )
+            self._queue.append(Pending(payload, rows, future, time.perf_counter()))
+            self._queued_rows += rows
+            self.metrics.queue_depth.set(len(self._queue))
+            self._cond.notify()
+        return future
+
+    def _take(self, max_rows: int, block: bool) -> list[Pending[T, U]]:
+        """Waiting requests that fit in ``max_rows`` (the first one always, when ``block``). With
+        ``block``, wait for a first request, then up to ``max_delay_s`` from its arrival for the rows to
+        fill; an empty list then means the worker is closed and the queue drained."""
+        with self._cond:
+            if block:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return []
+                deadline = self._queue[0].enqueued + self.config.max_delay_s
+                while self._queued_rows < max_rows and not self._closed:
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            taken: list[Pending[T, U]] = []
+            rows = 0
+            while self._queue and (rows + self._queue[0].rows <= max_rows or (block and not taken)):
+                pending = self._queue.popleft()
+                self._queued_rows -= pending.rows
+                if pending.future.set_running_or_notify_cancel():  # False: the client went away
+                    taken.append(pending)
+                    rows += pending.rows
+            self.metrics.queue_depth.set(len(self._queue))
+        started = time.perf_counter()
+        for pending in taken:
+            self.metrics.queue_wait.observe(started - pending.enqueued)
+        return taken
+
+    def _serve(self) -> None:
+        """The worker thread's loop: until ``_take`` returns nothing, run what it takes."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Refuse new requests, finish those queued or running, and stop the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+
+class Batcher(QueueWorker[Sequence[T], list[np.ndarray]]):
+    """Coalesces requests of items into runs of ``run`` (items -> an array, one row per item, in order)."""
+
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[list[T]], np.ndarray],
+        config: BatchConfig,
+        metrics: ModelMetrics,
+    ) -> None:
+        self._run = run
+        super().__init__(name, config, metrics)
+
+    def submit(self, items: Sequence[T]) -> Future[list[np.ndarray]]:
+        """Queue a request's items; its future gets one output per item, in order."""
+        return self.submit_payload(items, len(items))
+
+    async def infer(self, items: Sequence[T]) -> list[np.ndarray]:
+        """``submit`` and await the outputs without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit(items))
+
+    def _serve(self) -> None:
+        while batch := self._take(self.config.max_size, block=True):
+            started = time.perf_counter()
+            self._execute(batch)
+            self.metrics.compute.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(sum(p.rows for p in batch))
+
+    def _execute(self, batch: list[Pending[Sequence[T], list[np.ndarray]]]) -> None:
+        items = [item for pending in batch for item in pending.payload]
+        try:
+            outputs = self._run(items)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+            else:  # find the request that fails: its batch-mates still get their answers
+                for pending in batch:
+                    self._execute([pending])
+            return
+        offset = 0
+        for pending in batch:
+            pending.future.set_result(list(outputs[offset : offset + pending.rows]))
+            offset += pending.rows

@@ -1,0 +1,134 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per application (no global state): HTTP requests per
+endpoint and status, and per model its queue, batches and execution providers."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+UNMATCHED = "unmatched"  # the endpoint label of requests no route matches (404s), so paths are bounded
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """The metrics of one model version, labels bound; what its batcher records."""
+
+    queue_wait: Histogram
+    compute: Histogram
+    batch_size: Histogram
+    queue_depth: Gauge
+    rejected: Counter
+
+
+class Metrics:
+    """Every metric of one application, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        http = ["method", "endpoint", "status"]
+        model = ["model", "version"]
+        self.requests = Counter(
+            "modelserve_http_requests", "HTTP requests answered.", http, registry=self.registry
+        )
+        self.latency = Histogram(
+            "modelserve_http_request_duration_seconds",
+            "Time from request to the end of the response.",
+            http,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "modelserve_queue_wait_seconds",
+            "Time a request waited in its model's queue before its batch ran.",
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.compute = Histogram(
+            "modelserve_compute_seconds",
+            "Time of one batched run (captioners: one encoder run or one decoder step).",
+            model,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "modelserve_batch_size",
+            "Items (images, texts) per batched run; captioners: images decoded together per step.",
+            model,
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "modelserve_queue_depth", "Requests waiting in the model's queue.", model, registry=self.registry
+        )
+        self.rejected = Counter(
+            "modelserve_queue_rejected",
+            "Requests refused because the model's queue was full (503).",
+            model,
+            registry=self.registry,
+        )
+        self.model_info = Gauge(
+            "modelserve_model_info",
+            "1 for every loaded model version; providers: those its sessions actually got.",
+            ["model", "version", "task", "providers", "requested_providers"],
+            registry=self.registry,
+        )
+
+    def model(self, name: str, version: int) -> ModelMetrics:
+        """The metrics of one model version."""
+        labels = {"model": name, "version": str(version)}
+        return ModelMetrics(
+            queue_wait=self.queue_wait.labels(**labels),
+            compute=self.compute.labels(**labels),
+            batch_size=self.batch_size.labels(**labels),
+            queue_depth=self.queue_depth.labels(**labels),
+            rejected=self.rejected.labels(**labels),
+        )
+
+    def render(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class RequestMetrics:
+    """ASGI middleware counting and timing every HTTP request by method, route (its path template, so
+    ``/v2/models/{name}/infer`` is one series) and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # the app raised before answering
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            labels = (scope["method"], _endpoint(scope), str(status))
+            self.metrics.requests.labels(*labels).inc()
+            self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+
+
+def _endpoint(scope: Scope) -> str:
+    app = scope.get("app")
+    for route in getattr(app, "routes", ()):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", UNMATCHED))
+    return UNMATCHED

@@ -1,0 +1,220 @@
+"""Dynamic batching on real tiny models: concurrent requests share runs and each gets its own answer, a bad
+item does not fail its batch-mates, a full queue answers 503 with Retry-After, and warm-up covers the
+batch sizes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from service.batching import BatchConfig, Batcher
+from service.errors import QueueFull
+from service.metrics import Metrics
+from service.preprocessing.image import preprocess_image
+from service.repository import discover, load_version, read_manifest
+from service.runtimes import ClassifierRuntime, Runtime, SentimentRuntime
+from service.settings import Settings
+
+from .conftest import error, image_bytes, running_client, upload
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+
+
+def load(repo: Path, name: str) -> Runtime:
+    """A loaded and warmed-up runtime of the version ``name`` of ``repo``."""
+    version = next(v for v in discover(repo) if v.name == name)
+    return load_version(read_manifest(version), version.path, Settings(models_dir=repo))
+
+
+def recording(run: Callable[[list[Any]], np.ndarray], sizes: list[int]) -> Callable[[list[Any]], np.ndarray]:
+    def wrapped(items: list[Any]) -> np.ndarray:
+        sizes.append(len(items))
+        return run(items)
+
+    return wrapped
+
+
+@pytest.fixture
+def classifier(tiny_repo: Path) -> ClassifierRuntime:
+    runtime = load(tiny_repo, "tiny-classifier")
+    assert isinstance(runtime, ClassifierRuntime)
+    return runtime
+
+
+@pytest.fixture
+def sentiment(tiny_repo: Path) -> SentimentRuntime:
+    runtime = load(tiny_repo, "tiny-sentiment")
+    assert isinstance(runtime, SentimentRuntime)
+    return runtime
+
+
+def pixels(runtime: ClassifierRuntime, colour: str) -> np.ndarray:
+    assert runtime.image_spec is not None
+    return preprocess_image(Image.new("RGB", (20, 20), COLOURS[colour]), runtime.image_spec)
+
+
+def labels(runtime: ClassifierRuntime, rows: list[np.ndarray]) -> list[str]:
+    return [runtime.labels[int(row.argmax())] for row in rows]
+
+
+@pytest.fixture
+def batchers() -> Iterator[list[Batcher[Any]]]:
+    """Batchers a test makes; closed at its end."""
+    made: list[Batcher[Any]] = []
+    yield made
+    for batcher in made:
+        batcher.close()
+
+
+def test_concurrent_requests_share_one_run_and_each_gets_its_own_rows(
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any]]
+) -> None:
+    sizes: list[int] = []
+    config = BatchConfig(max_size=4, max_delay_s=30.0, queue_size=8)  # runs when 4 items are waiting
+    batcher = Batcher("c", recording(classifier.infer_items, sizes), config, Metrics().model("c", 1))
+    batchers.append(batcher)
+    requests = [["red"], ["green", "blue"], ["blue"]]
+    futures = [batcher.submit([pixels(classifier, c) for c in colours]) for colours in requests]
+    results = [future.result(timeout=30) for future in futures]
+    assert sizes == [4]
+    assert [labels(classifier, rows) for rows in results] == requests
+
+
+def test_the_delay_bounds_the_wait_for_a_batch_to_fill(
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any]]
+) -> None:
+    sizes: list[int] = []
+    config = BatchConfig(max_size=32, max_delay_s=0.05, queue_size=8)
+    batcher = Batcher("c", recording(classifier.infer_items, sizes), config, Metrics().model("c", 1))
+    batchers.append(batcher)
+    assert labels(classifier, batcher.submit([pixels(classifier, "green")]).result(timeout=30)) == ["green"]
+    assert sizes == [1]
+
+
+def test_a_request_whose_items_fail_the_run_does_not_fail_its_batch_mates(
+    sentiment: SentimentRuntime, batchers: list[Batcher[Any]]
+) -> None:
+    sizes: list[int] = []
+    config = BatchConfig(max_size=3, max_delay_s=30.0, queue_size=8)
+    batcher = Batcher("s", recording(sentiment.infer_items, sizes), config, Metrics().model("s", 1))
+    batchers.append(batcher)
+    good = batcher.submit(sentiment.tokenize(["a great film"]))
+    bad = batcher.submit([[10**9]])  # a token id beyond the vocabulary: onnxruntime refuses the run
+    other = batcher.submit(sentiment.tokenize(["awful"]))
+    assert [sentiment.labels[int(r.argmax())] for r in good.result(timeout=30)] == ["positive"]
+    assert [sentiment.labels[int(r.argmax())] for r in other.result(timeout=30)] == ["negative"]
+    with pytest.raises(Exception, match=r"(?i)index|indices|out of"):
+        bad.result(timeout=30)
+    assert sizes == [3, 1, 1, 1]  # the batch failed, then each request ran alone
+
+
+def test_a_full_queue_refuses_instead_of_growing(
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any]]
+) -> None:
+    release = threading.Event()
+
+    def blocked(items: list[np.ndarray]) -> np.ndarray:
+        release.wait(30)
+        return classifier.infer_items(items)
+
+    batcher = Batcher("c", blocked, BatchConfig(1, 0.0, queue_size=2), Metrics().model("c", 1))
+    batchers.append(batcher)
+    running = batcher.submit([pixels(classifier, "red")])
+    while batcher.metrics.queue_depth._value.get() != 0:  # the worker took it and is blocked in the run
+        threading.Event().wait(0.01)
+    queued = [batcher.submit([pixels(classifier, "green")]) for _ in range(2)]
+    with pytest.raises(QueueFull) as refused:
+        batcher.submit([pixels(classifier, "blue")])
+    assert refused.value.headers() == {"Retry-After": "1"}
+    release.set()
+    assert labels(classifier, running.result(timeout=30)) == ["red"]
+    assert [labels(classifier, f.result(timeout=30)) for f in queued] == [["green"], ["green"]]
+
+
+def test_warmup_runs_every_batch_size(classifier: ClassifierRuntime) -> None:
+    assert BatchConfig(32, 0.0, 1).warmup_sizes() == [1, 2, 4, 8, 16, 32]
+    assert BatchConfig(6, 0.0, 1).warmup_sizes() == [1, 2, 4, 6]
+    assert BatchConfig(1, 0.0, 1).warmup_sizes() == [1]
+    seen: list[int] = []
+    infer = classifier.infer
+
+    def recorded(batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return infer(batch)
+
+    classifier.infer = recorded  # type: ignore[method-assign]
+    classifier.warmup([1, 2, 4, 6])
+    assert seen == [1, 2, 4, 6]
+
+
+# --------------------------------------------------------------------------- through the HTTP API
+
+
+def metric(client: TestClient, line_start: str) -> float:
+    """The value of the first sample of /metrics whose line starts with ``line_start``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {line_start}")
+
+
+def test_concurrent_http_requests_are_batched_and_a_bad_image_is_refused_alone(repo: Path) -> None:
+    # max_size 4, a long delay: the batch runs once its 4 good images are in, so they must share it
+    overrides = {"tiny-classifier": {"max_size": 4, "max_delay_ms": 20000}}
+    with running_client(repo, batching=overrides) as client:
+        label = '{model="tiny-classifier",version="1"}'
+        requests: list[list[tuple[str, tuple[str, bytes, str]]]] = [
+            [upload(image_bytes(COLOURS["red"]), "red.png")],
+            [
+                upload(image_bytes(COLOURS["green"]), "green.png"),
+                upload(image_bytes(COLOURS["blue"]), "b.png"),
+            ],
+            [upload(b"not an image", "broken.png")],
+            [upload(image_bytes(COLOURS["blue"], "JPEG"), "blue.jpg", "image/jpeg")],
+        ]
+        with ThreadPoolExecutor(len(requests)) as pool:
+            responses = list(
+                pool.map(
+                    lambda files: client.post("/v1/classify-image", files=files, data={"top_k": "1"}),
+                    requests,
+                )
+            )
+        assert [r.status_code for r in responses] == [200, 200, 400, 200]
+        top = [
+            [res["predictions"][0]["label"] for res in r.json()["results"]] for r in responses if r.is_success
+        ]
+        assert top == [["red"], ["green", "blue"], ["blue"]]
+        assert responses[2].json() == error("invalid_image", "broken.png: the file is not an image", 400)
+        assert metric(client, f"modelserve_batch_size_count{label}") == 1
+        assert metric(client, f"modelserve_batch_size_sum{label}") == 4
+
+
+def test_a_full_queue_answers_503_with_retry_after(repo: Path) -> None:
+    overrides = {"tiny-sentiment": {"max_size": 32, "max_delay_ms": 60000, "queue_size": 2}}
+    with running_client(repo, batching=overrides) as client:
+        entry = client.app.state.registry.serving("tiny-sentiment")  # type: ignore[attr-defined]
+        runtime = entry.runtime
+        # two requests wait for the batch to fill (60 s): the queue is full
+        waiting = [entry.item_batcher().submit(runtime.tokenize(["good"])) for _ in range(2)]
+        response = client.post("/v1/sentiment", json={"text": "a great film"})
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        message = "model tiny-sentiment/1 has 2 requests waiting, the most its queue holds; retry later"
+        assert response.json() == error("queue_full", message, 503)
+        v2 = client.post(
+            "/v2/models/tiny-sentiment/infer",
+            json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["good"]}]},
+        )
+        assert (v2.status_code, v2.headers["retry-after"], v2.json()) == (503, "1", {"error": message})
+        assert metric(client, 'modelserve_queue_rejected_total{model="tiny-sentiment",version="1"}') == 2
+        assert metric(client, 'modelserve_queue_depth{model="tiny-sentiment",version="1"}') == 2
+    # leaving the client stops the batcher, which answers what it holds first
+    assert all(f.result(timeout=5)[0].argmax() == 1 for f in waiting)
