@@ -7,12 +7,12 @@ import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-UNMATCHED = "unmatched"  # the endpoint label of requests no route matches (404s), so paths are bounded
+# The endpoint label of requests no route answered (404s, bodies refused before routing): paths stay bounded.
+UNMATCHED = "unmatched"
 
 
 @dataclass(frozen=True)
@@ -126,9 +126,5 @@ class RequestMetrics:
 
 
 def _endpoint(scope: Scope) -> str:
-    app = scope.get("app")
-    for route in getattr(app, "routes", ()):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", UNMATCHED))
-    return UNMATCHED
+    """The path template of the route that answered (the router records it in the scope)."""
+    return str(getattr(scope.get("route"), "path", UNMATCHED))
