@@ -63,3 +63,19 @@ def test_text_encoder_truncates_pads_and_keeps_one_token() -> None:
     ids, lengths = TextEncoder(tokenizer, spec).encode(["Good film, good film!", "...", "what"])
     assert ids.tolist() == [[2, 3, 2], [1, 0, 0], [1, 0, 0]]
     assert lengths.tolist() == [3, 1, 1]
+
+
+def test_large_jpegs_are_decoded_at_a_reduced_size_the_target_allows() -> None:
+    spec = ImageSpec(color_mode="RGB", resize=64, size=(56, 56), mean=[0.5] * 3, std=[0.5] * 3)
+    big = image_bytes((200, 40, 90), "JPEG", size=(1000, 600), quality=95)
+    reduced = decode_image(big, 10**7, spec)
+    assert reduced.size == (125, 75)  # 1/8: the shorter side still covers 64
+    wide = image_bytes((200, 40, 90), "JPEG", size=(1000, 400))
+    assert decode_image(wide, 10**7, spec).size == (250, 100)  # 1/4: at 1/8 it would be 50 < 64
+    assert decode_image(big, 10**7).size == (1000, 600)  # no spec: full size
+    small = image_bytes((200, 40, 90), "JPEG", size=(100, 60))
+    assert decode_image(small, 10**7, spec).size == (100, 60)  # nothing to spare
+    png = image_bytes((200, 40, 90), "PNG", size=(1000, 600))
+    assert decode_image(png, 10**7, spec).size == (1000, 600)  # draft is for JPEG only
+    full = image_batch([decode_image(big, 10**7)], spec)
+    assert np.abs(image_batch([reduced], spec) - full).max() < 0.05  # same picture
