@@ -1,0 +1,107 @@
+"""The load generator, a process of its own: ``--concurrency`` clients send requests back to back to a
+server on 127.0.0.1 until ``--requests`` are answered or ``--duration`` seconds have passed; prints one
+JSON line: requests, errors, seconds, throughput (answered requests per second), p50 and p99 latency."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+from PIL import Image
+
+TASKS = ("classify", "sentiment", "caption")
+
+
+def photo_jpeg(width: int = 500, height: int = 375, seed: int = 0) -> bytes:
+    """A photo-sized JPEG with smooth gradients and noise (a pets photo is about 500x375)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)], axis=-1)
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def review(words: int = 60, seed: int = 0) -> str:
+    rng = np.random.default_rng(seed)
+    vocabulary = ["the", "film", "was", "great", "awful", "plot", "acting", "and", "not", "really", "story"]
+    return " ".join(rng.choice(vocabulary, size=words))
+
+
+def request_args(task: str) -> dict[str, Any]:
+    """The keyword arguments of ``httpx.AsyncClient.post`` for one request of ``task``."""
+    if task == "sentiment":
+        return {"url": "/v1/sentiment", "json": {"text": review()}}
+    files = [("files", ("photo.jpg", photo_jpeg(), "image/jpeg"))]
+    if task == "caption":
+        return {"url": "/v1/caption", "files": files, "data": {"beam_size": "3"}}
+    return {"url": "/v1/classify-image", "files": files}
+
+
+async def generate(url: str, task: str, concurrency: int, requests: int, duration: float) -> dict[str, Any]:
+    args = request_args(task)
+    latencies: list[float] = []
+    errors = 0
+    issued = 0
+    started = time.perf_counter()
+    deadline = started + duration
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120.0) as client:
+
+        async def worker() -> None:
+            nonlocal errors, issued
+            while issued < requests and time.perf_counter() < deadline:
+                issued += 1
+                sent = time.perf_counter()
+                try:
+                    response = await client.post(**args)
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - sent)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    return {
+        "task": task,
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "throughput": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True, help="http://127.0.0.1:PORT (nothing else is accepted)")
+    parser.add_argument("--task", choices=TASKS, required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--requests", type=int, default=200, help="most requests in all")
+    parser.add_argument("--duration", type=float, default=30.0, help="most seconds")
+    parser.add_argument("--warmup", type=int, default=2, help="requests sent first, not measured")
+    args = parser.parse_args(argv)
+    if urlsplit(args.url).hostname != "127.0.0.1":
+        parser.error("the load goes to 127.0.0.1 only")
+    if args.warmup:
+        asyncio.run(generate(args.url, args.task, 1, args.warmup, args.duration))
+    result = asyncio.run(generate(args.url, args.task, args.concurrency, args.requests, args.duration))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The naive baseline: FastAPI with PyTorch eager, one request at a time, no batching, serving the same
+weights as the service (each version's checkpoint, named by its manifest's ``provenance.checkpoint``).
+
+    python -m bench.naive_server --models-dir /tmp/bench-models --port 8100
+
+Same endpoints and fields as the service's /v1 (``files``, ``text``, ``beam_size``), simpler answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import uvicorn
+from fastapi import FastAPI, File, Form, UploadFile
+from PIL import Image, ImageOps
+from pydantic import BaseModel
+from tokenizers import Tokenizer
+
+from training.caption.export import load_captioner
+from training.caption.model import numpy_step
+from training.caption.search import beam_search
+from training.caption.vocab import decode_caption
+from training.export import build_model
+from training.presets import ImagePreset
+from training.runs import load_checkpoint
+
+TASK_MODELS = {
+    "image-classification": "pets-resnet18",
+    "sentiment": "sentiment-lstm",
+    "image-captioning": "captioner",
+}
+
+
+def latest_manifest(models_dir: Path, name: str) -> tuple[Path, dict[str, Any]]:
+    """The highest version directory of ``name`` and its manifest."""
+    versions = sorted(
+        (p for p in (models_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+    )
+    return versions[-1], json.loads((versions[-1] / "manifest.json").read_text())
+
+
+def _image(data: bytes) -> Image.Image:
+    return ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+
+
+class SentimentBody(BaseModel):
+    text: str
+
+
+def create_app(models_dir: Path) -> FastAPI:
+    app = FastAPI(title="naive")
+    one_at_a_time = threading.Lock()  # the endpoints are sync: FastAPI runs them in threads; serialise
+
+    directory, manifest = latest_manifest(models_dir, TASK_MODELS["image-classification"])
+    classifier = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"])))
+    classify_transform = ImagePreset(
+        **{**manifest["image"], "size": tuple(manifest["image"]["size"])}
+    ).eval_transform()
+    labels = manifest["labels"]
+
+    @app.post("/v1/classify-image")
+    def classify(files: Annotated[list[UploadFile], File()]) -> dict[str, Any]:
+        with one_at_a_time, torch.no_grad():
+            results = []
+            for upload in files:
+                x = classify_transform(_image(upload.file.read())).unsqueeze(0)
+                probabilities = classifier(x).softmax(-1)[0]
+                top = probabilities.topk(5)
+                results.append([(labels[i], float(p)) for p, i in zip(top.values, top.indices, strict=True)])
+            return {"results": results}
+
+    directory, manifest = latest_manifest(models_dir, TASK_MODELS["sentiment"])
+    sentiment = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"])))
+    text_tokenizer = Tokenizer.from_file(str(directory / manifest["text"]["tokenizer"]))
+    text_spec, sentiment_labels = manifest["text"], manifest["labels"]
+
+    @app.post("/v1/sentiment")
+    def classify_text(body: SentimentBody) -> dict[str, Any]:
+        with one_at_a_time, torch.no_grad():
+            ids = text_tokenizer.encode(body.text).ids[: text_spec["max_length"]] or [text_spec["unk_id"]]
+            logits = sentiment(torch.tensor([ids]), torch.tensor([len(ids)]))
+            probabilities = logits.softmax(-1)[0]
+            return {
+                "label": sentiment_labels[int(probabilities.argmax())],
+                "probability": float(probabilities.max()),
+            }
+
+    directory, manifest = latest_manifest(models_dir, TASK_MODELS["image-captioning"])
+    captioner, checkpoint = load_captioner(Path(manifest["provenance"]["checkpoint"]))
+    captioner.eval()
+    caption_transform = ImagePreset(
+        **{**manifest["image"], "size": tuple(manifest["image"]["size"])}
+    ).eval_transform()
+    caption_tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
+    caption_spec = manifest["caption"]
+    step = numpy_step(captioner.decoder, torch.device("cpu"))
+
+    @app.post("/v1/caption")
+    def caption(
+        files: Annotated[list[UploadFile], File()], beam_size: Annotated[int, Form()] = 3
+    ) -> dict[str, Any]:
+        with one_at_a_time, torch.no_grad():
+            results = []
+            for upload in files:
+                features, h, c = captioner.encode(caption_transform(_image(upload.file.read())).unsqueeze(0))
+                best = beam_search(
+                    step,
+                    features.numpy(),
+                    h.numpy(),
+                    c.numpy(),
+                    bos=caption_spec["bos_id"],
+                    eos=caption_spec["eos_id"],
+                    max_length=caption_spec["max_length"],
+                    beam_size=beam_size,
+                )
+                results.append(decode_caption(caption_tokenizer, best.ids))
+            return {"results": results}
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch decides)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    uvicorn.run(create_app(args.models_dir), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

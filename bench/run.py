@@ -1,0 +1,230 @@
+"""Run the benchmark: for classify-image (pets-resnet18), sentiment (sentiment-lstm) and caption
+(captioner), in one run on one machine, (a) the raw pipeline in-process (decode, preprocess and
+onnxruntime through the service's runtimes, at the best of ``--batch-sizes``), (b) the service over HTTP
+with N concurrent clients and with one, (c) the naive server (PyTorch eager, one request at a time) with N
+clients; prints throughput, p50 and p99 latency and the ratios of the targets (bench/README.md).
+
+    python -m bench.run --models-dir /tmp/bench-models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bench.load import TASKS, photo_jpeg, review
+from service.preprocessing import load_pixels
+from service.repository import discover, load_version, read_manifest
+from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
+from service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {"classify": "pets-resnet18", "sentiment": "sentiment-lstm", "caption": "captioner"}
+Row = dict[str, Any]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _load(models_dir: Path, name: str) -> Runtime:
+    versions = [v for v in discover(models_dir) if v.name == name]
+    version = max(versions, key=lambda v: v.version)
+    return load_version(read_manifest(version), version.path, Settings(models_dir=models_dir))
+
+
+def _raw_step(runtime: Runtime, batch: int) -> Callable[[], object]:
+    """One run of the raw pipeline over ``batch`` items: decode, preprocess, onnxruntime."""
+    image, text = photo_jpeg(), review()
+    if isinstance(runtime, SentimentRuntime):
+        return lambda: runtime.predict([text] * batch)
+    if isinstance(runtime, ClassifierRuntime):
+        spec = runtime.image_spec
+        return lambda: runtime.infer(np.stack([load_pixels(image, 10**8, spec) for _ in range(batch)]))
+    assert isinstance(runtime, CaptionerRuntime)
+    spec, length = runtime.image_spec, runtime.default_max_length()
+    return lambda: runtime.infer(np.stack([load_pixels(image, 10**8, spec) for _ in range(batch)]), length, 3)
+
+
+def raw(models_dir: Path, task: str, batch_sizes: list[int], requests: int, duration: float) -> list[Row]:
+    runtime = _load(models_dir, MODELS[task])
+    rows = []
+    for batch in batch_sizes:
+        step = _raw_step(runtime, batch)
+        step()  # warm
+        latencies: list[float] = []
+        started = time.perf_counter()
+        while len(latencies) * batch < requests and time.perf_counter() - started < duration:
+            begin = time.perf_counter()
+            step()
+            latencies.append(time.perf_counter() - begin)
+        elapsed = time.perf_counter() - started
+        ms = np.array(latencies) * 1000
+        rows.append(
+            {
+                "task": task,
+                "system": f"raw batch {batch}",
+                "concurrency": "-",
+                "requests": len(latencies) * batch,
+                "errors": 0,
+                "throughput": len(latencies) * batch / elapsed,
+                "p50_ms": float(np.percentile(ms, 50)),
+                "p99_ms": float(np.percentile(ms, 99)),
+            }
+        )
+    runtime.close()
+    return rows
+
+
+@contextmanager
+def server(command: list[str], ready_path: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not become ready")
+            try:
+                if httpx.get(url + ready_path).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def load(url: str, task: str, concurrency: int, requests: int, duration: float, system: str) -> Row:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--url",
+        url,
+        "--task",
+        task,
+        "--concurrency",
+        str(concurrency),
+        "--requests",
+        str(requests),
+        "--duration",
+        str(duration),
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"the load process failed: {done.stderr[-2000:]}")
+    row = {**json.loads(done.stdout.strip().splitlines()[-1]), "system": system}
+    print(json.dumps(row), file=sys.stderr, flush=True)  # progress
+    return row
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "n/a"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated, of: " + ", ".join(TASKS))
+    parser.add_argument("--concurrency", type=int, default=32, help="clients for classify and sentiment")
+    parser.add_argument("--caption-concurrency", type=int, default=16)
+    parser.add_argument("--batch-sizes", default="1,8,32", help="raw pipeline batch sizes tried")
+    parser.add_argument("--requests", type=int, default=400, help="most requests per measurement")
+    parser.add_argument("--duration", type=float, default=30.0, help="most seconds per measurement")
+    args = parser.parse_args(argv)
+    tasks = args.tasks.split(",")
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    rows: list[Row] = []
+    for task in tasks:
+        rows += raw(args.models_dir, task, batch_sizes, args.requests, args.duration)
+    enabled = json.dumps([MODELS[t] for t in tasks])
+    service = [
+        sys.executable,
+        "-m",
+        "service",
+        "--host",
+        "127.0.0.1",
+        "--models-dir",
+        str(args.models_dir),
+        "--log-level",
+        "warning",
+    ]
+    with server(service, "/health/ready", {"MODELSERVE_ENABLED_MODELS": enabled}) as url:
+        for task in tasks:
+            clients = args.caption_concurrency if task == "caption" else args.concurrency
+            rows.append(load(url, task, clients, args.requests, args.duration, "service"))
+            rows.append(load(url, task, 1, args.requests, args.duration, "service"))
+    naive = [sys.executable, "-m", "bench.naive_server", "--models-dir", str(args.models_dir)]
+    with server(naive, "/docs") as url:
+        for task in tasks:
+            clients = args.caption_concurrency if task == "caption" else args.concurrency
+            rows.append(load(url, task, clients, args.requests, args.duration, "naive"))
+    report(rows, tasks, args)
+
+
+def report(rows: list[Row], tasks: list[str], args: argparse.Namespace) -> None:
+    print(
+        f"{'task':<10} {'system':<14} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>8} "
+        f"{'p50 ms':>8} {'p99 ms':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['task']:<10} {r['system']:<14} {r['concurrency']!s:>7} {r['requests']:>8} {r['errors']:>6} "
+            f"{r['throughput']:>8.2f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}"
+        )
+    print()
+    for task in tasks:
+        task_rows = [r for r in rows if r["task"] == task]
+        raw_rows = [r for r in task_rows if r["system"].startswith("raw")]
+        best_raw = max(raw_rows, key=lambda r: r["throughput"])
+        raw_single = (
+            next(r for r in raw_rows if r["system"] == "raw batch 1")
+            if any(r["system"] == "raw batch 1" for r in raw_rows)
+            else None
+        )
+        service_n, service_1 = (r for r in task_rows if r["system"] == "service")
+        naive_n = next(r for r in task_rows if r["system"] == "naive")
+        print(
+            f"{task}: service ({service_n['concurrency']} clients) / raw best ({best_raw['system']}): "
+            f"{ratio(service_n['throughput'], best_raw['throughput'])}; service / naive: "
+            f"{ratio(service_n['throughput'], naive_n['throughput'])}; service {service_n['concurrency']} "
+            f"clients / service sequential: {ratio(service_n['throughput'], service_1['throughput'])}"
+            + (
+                f"; single-request p50 overhead over raw batch 1: "
+                f"{service_1['p50_ms'] - raw_single['p50_ms']:+.1f} ms"
+                if raw_single
+                else ""
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
