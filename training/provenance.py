@@ -22,9 +22,11 @@ KNOWN_LICENCES = {
 
 
 def dataset_info(path: Path) -> dict[str, str]:
-    """Path, name and (when known) licence of a dataset folder or file."""
+    """Path, name and (when known) licence of a dataset folder or file; a torchvision root (holding
+    ``MNIST/raw``) is MNIST."""
     path = Path(path).resolve()
-    for part in (path.name, *(p.name for p in path.parents)):
+    torchvision_root = ["MNIST"] if (path / "MNIST" / "raw").is_dir() else []
+    for part in (*torchvision_root, path.name, *(p.name for p in path.parents)):
         key = part.lower().removesuffix(".csv.gz").removesuffix(".csv")
         if key in KNOWN_LICENCES:
             return {"path": str(path), "name": part, "licence": KNOWN_LICENCES[key]}

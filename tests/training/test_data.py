@@ -81,3 +81,13 @@ def test_tokenizer_cleans_caps_and_truncates(text_csv: Path) -> None:
     assert "br" not in tokenizer.get_vocab()
     ids = encode(tokenizer, ["great " * 50, "", "zzz"], max_length=5)
     assert [len(i) for i in ids] == [5, 1, 1] and ids[1] == [1] and ids[2] == [1]
+
+
+def test_dataset_info_names_the_dataset_and_its_licence(mnist_root: Path, tmp_path: Path) -> None:
+    from training.provenance import KNOWN_LICENCES, dataset_info
+
+    assert dataset_info(mnist_root)["name"] == "MNIST"  # a torchvision root, as `--data` gives it
+    assert dataset_info(mnist_root)["licence"] == KNOWN_LICENCES["mnist"]
+    (tmp_path / "imdb").mkdir()
+    assert dataset_info(tmp_path / "imdb" / "train.csv.gz")["licence"] == KNOWN_LICENCES["imdb"]
+    assert dataset_info(tmp_path)["licence"].startswith("unknown")
