@@ -1,0 +1,54 @@
+"""The default models shipped in models/: what a new user gets from the README's run command.
+
+``pets-resnet18``, ``sentiment-lstm`` and ``captioner`` join ``SHIPPED`` when versions that meet their
+targets land (models/README.md says what they measured)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+from .conftest import ROOT, running_client, upload
+
+SHIPPED = {"digits-cnn": "image-classification"}
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    """The service on the repository's own models/, default settings."""
+    with running_client(ROOT / "models") as shared:
+        yield shared
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_defaults_load_and_carry_their_cards(client: TestClient) -> None:
+    assert client.get("/health/ready").status_code == 200
+    served = {m["name"]: m for m in client.get("/v1/models").json()["models"] if m["serving"]}
+    assert {name: served[name]["task"] for name in SHIPPED} == SHIPPED
+    assert all(served[name]["status"] == "ready" for name in SHIPPED)
+    for name in SHIPPED:
+        card = (ROOT / "models" / name / str(served[name]["version"]) / "card.md").read_text()
+        assert "python -m training" in card and "## Known limits" in card
+
+
+def test_a_drawn_one_is_a_one(client: TestClient) -> None:
+    image = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(image).line([(14, 5), (14, 23)], fill=255, width=3)  # MNIST style: light on dark
+    response = client.post("/v1/classify-image", data={"model": "digits-cnn"},
+                           files=[upload(_png(image), "one.png")])
+    assert response.json()["results"][0]["predictions"][0]["label"] == "1"
+
+
+def test_without_a_model_the_classifier_is_the_shipped_one(client: TestClient) -> None:
+    image = Image.new("L", (28, 28), 0)
+    body = client.post("/v1/classify-image", files=[upload(_png(image), "blank.png")]).json()
+    assert body["model"] == "digits-cnn"
