@@ -1,6 +1,6 @@
 """The default models shipped in models/: what a new user gets from the README's run command.
 
-``pets-resnet18``, ``sentiment-lstm`` and ``captioner`` join ``SHIPPED`` when versions that meet their
+``pets-resnet18`` and ``captioner`` join ``SHIPPED`` when versions that meet their
 targets land (models/README.md says what they measured)."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from .conftest import ROOT, running_client, upload
 
-SHIPPED = {"digits-cnn": "image-classification"}
+SHIPPED = {"digits-cnn": "image-classification", "sentiment-lstm": "sentiment"}
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +52,11 @@ def test_without_a_model_the_classifier_is_the_shipped_one(client: TestClient) -
     image = Image.new("L", (28, 28), 0)
     body = client.post("/v1/classify-image", files=[upload(_png(image), "blank.png")]).json()
     assert body["model"] == "digits-cnn"
+
+
+def test_sentiment_of_clear_reviews(client: TestClient) -> None:
+    texts = ["A wonderful, moving film with brilliant acting. I loved every minute of it.",
+             "Dull, boring and badly acted: a complete waste of time. The worst film this year."]
+    body = client.post("/v1/sentiment", json={"texts": texts}).json()
+    assert body["model"] == "sentiment-lstm"
+    assert [r["label"] for r in body["results"]] == ["positive", "negative"]
