@@ -46,15 +46,20 @@ def _int_parameter(parameters: dict[str, Any], key: str, default: int, high: int
     return value
 
 
-class ClassificationPipeline(Servable):
-    """``image`` (encoded files) -> ``labels``, ``probabilities`` of every class, most probable first."""
+class _ImagePipeline(Servable):
+    """A task model whose one input is ``image``: encoded image files (base64 strings in JSON)."""
 
-    platform = "modelserve_image_classification"
     batch_kind = "images"
 
     @property
     def inputs(self) -> list[TensorMeta]:
         return [TensorMeta("image", "BYTES", (-1,), base64_in_json=True)]
+
+
+class ClassificationPipeline(_ImagePipeline):
+    """``image`` (encoded files) -> ``labels``, ``probabilities`` of every class, most probable first."""
+
+    platform = "modelserve_image_classification"
 
     @property
     def outputs(self) -> list[TensorMeta]:
@@ -98,16 +103,11 @@ class SentimentPipeline(Servable):
         return _ranked(rank(probabilities, runtime.labels, len(runtime.labels)))
 
 
-class CaptioningPipeline(Servable):
+class CaptioningPipeline(_ImagePipeline):
     """``image`` (encoded files) -> ``caption`` and its ``score`` (mean log-probability per token).
     Request parameters ``beam_size`` and ``max_length`` as in /v1/caption."""
 
     platform = "modelserve_image_captioning"
-    batch_kind = "images"
-
-    @property
-    def inputs(self) -> list[TensorMeta]:
-        return [TensorMeta("image", "BYTES", (-1,), base64_in_json=True)]
 
     @property
     def outputs(self) -> list[TensorMeta]:
