@@ -165,7 +165,9 @@ def make_loaders(train_set, val_set, args: argparse.Namespace,
 
 def one_cycle(optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int,
               pct_start: float = 0.25) -> torch.optim.lr_scheduler.OneCycleLR:
-    """One-cycle schedule stepped per batch; the warm-up keeps at least two steps so tiny runs work."""
-    pct = min(0.5, max(pct_start, 2 / max(total_steps, 1)))
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total_steps, 1),
+    """One-cycle schedule stepped per batch; the warm-up keeps at least two steps and the schedule at
+    least four so tiny runs work (a run that steps fewer times than scheduled just stops early)."""
+    total_steps = max(total_steps, 4)
+    pct = min(0.5, max(pct_start, 2 / total_steps))
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps,
                                                pct_start=pct)

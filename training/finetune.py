@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--min-scale", type=float, default=0.5,
                      help="smallest random-resized-crop area (default 0.5)")
     pre.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
+    pre.add_argument("--init", default=None,
+                     help="continue from this earlier pretrain checkpoint (a new one-cycle schedule over "
+                          "--epochs) instead of random initialisation; recorded in provenance")
     engine.add_common_args(pre, epochs=15, batch_size=128, lr=0.1, weight_decay=5e-4, name="cifar10-resnet18")
     pre.set_defaults(func=pretrain)
 
@@ -96,15 +99,19 @@ def pretrain(args: argparse.Namespace) -> Path:
     preset = presets.resnet_preset(args.image_size, crop=False)
     labels, train_set, val_set = _datasets(args, preset)
     loaders = engine.make_loaders(train_set, val_set, args)
-    model = build_resnet(args.arch, len(labels)).to(device)
+    model = build_resnet(args.arch, len(labels))
+    init = "random initialisation"
+    if args.init:
+        init = f"continued from {load_backbone_weights(model, args.init)}"
+        print(f"initialisation: {init}", flush=True)
+    model.to(device)
     optimizer = _sgd(list(model.parameters()), args.lr, args.weight_decay)
     scheduler = engine.one_cycle(optimizer, args.lr, args.epochs * len(loaders[0]), pct_start=0.2)
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     history: dict[str, list[float]] = {}
     confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, args.epochs, history,
                                   len(labels), scheduler)
-    _finish(args, run_dir, model, labels, history, confusion, started, preset, device,
-            "random initialisation")
+    _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)
     return run_dir
 
 
