@@ -29,7 +29,8 @@ class TextEncoder:
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Texts -> ids per text, truncated to ``max_length``, at least one each."""
         rows = []
-        for encoding in self.tokenizer.encode_batch(texts):
+        encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
+        for encoding in encodings:
             ids = encoding.ids[: self.spec.max_length]
             rows.append(ids or [self.spec.unk_id])  # an all-unknown or empty text is still one token
         return rows
