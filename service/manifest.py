@@ -95,6 +95,9 @@ class CaptionSpec(_Strict):
     pad_id: int = Field(ge=0)
     unk_id: int = Field(ge=0)
     max_length: int = Field(gt=0)
+    length_penalty: float = Field(
+        1.0, ge=0, description="Beam search's final choice: summed log-probability / length ** this."
+    )
     encoder: CaptionEncoderNames
     decoder: CaptionDecoderNames
 

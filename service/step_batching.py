@@ -95,6 +95,7 @@ class CaptionBatcher(QueueWorker[CaptionJob, list[Hypothesis]]):
                 eos_id=spec.eos_id,
                 max_length=job.max_length,
                 beam_size=job.beam_size,
+                length_penalty=spec.length_penalty,
             )
             searches.append(_Running(pending, search, features[offset:end]))
             offset = end

@@ -86,18 +86,20 @@ def _export_sentiment(model: nn.Module, checkpoint: dict, path: Path) -> dict:
 
 
 def export_version(checkpoint_path: Path, out_root: Path, name: str | None = None,
-                   version: int | None = None, notes: list[str] | None = None) -> Path:
+                   version: int | None = None, notes: list[str] | None = None,
+                   length_penalty: float = 0.0) -> Path:
     """Export a run (or checkpoint file) to ``out_root/<name>/<version>/``; return the version directory.
 
     ``notes`` are known limits specific to this version, kept in the manifest's provenance and listed in
-    the card after the task's own."""
+    the card after the task's own. ``length_penalty`` is the captioner's (see ``caption.search``)."""
     checkpoint_path = runs.find_checkpoint(checkpoint_path)
     checkpoint = runs.load_checkpoint(checkpoint_path)
     kind = checkpoint["kind"]
     if kind == "captioner":
         from training.caption.export import export_version as export_captioner
 
-        return export_captioner(checkpoint_path, out_root, name or "captioner", version, notes)
+        return export_captioner(checkpoint_path, out_root, name or "captioner", version, notes,
+                                length_penalty)
     model = build_model(checkpoint)
     name = name or DEFAULT_NAMES[kind]
     with tempfile.TemporaryDirectory() as tmp:
@@ -130,6 +132,7 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
 
 def run(args: argparse.Namespace) -> Path:
     """CLI entry: export and print the version directory."""
-    version_dir = export_version(args.run, args.out, args.name, args.version, args.note)
+    version_dir = export_version(args.run, args.out, args.name, args.version, args.note,
+                                 getattr(args, "length_penalty", 0.0))
     print(f"exported {version_dir}")
     return version_dir

@@ -29,7 +29,10 @@ class TextEncoder:
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         """Texts -> ids per text, truncated to ``max_length``, at least one each."""
         rows = []
-        encodings = [self.tokenizer.encode(texts[0])] if len(texts) == 1 else self.tokenizer.encode_batch(texts)
+        if len(texts) == 1:  # encode_batch costs more for a single text
+            encodings = [self.tokenizer.encode(texts[0])]
+        else:
+            encodings = self.tokenizer.encode_batch(texts)
         for encoding in encodings:
             ids = encoding.ids[: self.spec.max_length]
             rows.append(ids or [self.spec.unk_id])  # an all-unknown or empty text is still one token

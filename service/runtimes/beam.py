@@ -27,14 +27,23 @@ class BeamSearch:
 
     Rows are ``images x beams``. A finished beam keeps its score and length: its only continuation is
     ``eos`` at log-probability 0. Beams compete on summed log-probability; the final choice among them
-    is by length-normalised score.
+    is by summed log-probability / length ** ``length_penalty`` (0: the summed log-probability itself,
+    1: the mean per token, which favours longer captions).
     """
 
     def __init__(
-        self, h0: np.ndarray, c0: np.ndarray, *, bos_id: int, eos_id: int, max_length: int, beam_size: int
+        self,
+        h0: np.ndarray,
+        c0: np.ndarray,
+        *,
+        bos_id: int,
+        eos_id: int,
+        max_length: int,
+        beam_size: int,
+        length_penalty: float = 1.0,
     ) -> None:
         self.n_images, self.k = h0.shape[0], beam_size
-        self.eos_id, self.max_length = eos_id, max_length
+        self.eos_id, self.max_length, self.length_penalty = eos_id, max_length, length_penalty
         k = beam_size
         # The decoder's next inputs: per row its previous token, its state, and which image it belongs to.
         self.images = np.repeat(np.arange(self.n_images), k)
@@ -75,10 +84,13 @@ class BeamSearch:
         self.done = self.steps >= self.max_length or bool(self.finished[np.isfinite(self.scores)].all())
 
     def best(self) -> list[Hypothesis]:
-        """The best hypothesis per image, by length-normalised score."""
-        scores, lengths = self.scores, self.lengths
-        normalised = np.where(np.isfinite(scores), scores / np.maximum(lengths, 1), -np.inf)
-        winners = normalised.argmax(axis=1)
+        """The best hypothesis per image by summed log-probability / length ** length_penalty; its
+        score is the mean log-probability per token whatever the penalty."""
+        scores, lengths = self.scores, np.maximum(self.lengths, 1)
+        normalised = np.where(np.isfinite(scores), scores / lengths, -np.inf)
+        penalised = lengths.astype(np.float64) ** self.length_penalty
+        ranked = np.where(np.isfinite(scores), scores / penalised, -np.inf)
+        winners = ranked.argmax(axis=1)
         results = []
         for i, b in enumerate(winners):
             ids = [int(t) for t in self.sequences[i, b, : lengths[i, b]] if t != self.eos_id]
@@ -95,9 +107,18 @@ def beam_search(
     eos_id: int,
     max_length: int,
     beam_size: int,
+    length_penalty: float = 1.0,
 ) -> list[Hypothesis]:
     """Decode every image of the batch at once; returns the best hypothesis per image."""
-    search = BeamSearch(h0, c0, bos_id=bos_id, eos_id=eos_id, max_length=max_length, beam_size=beam_size)
+    search = BeamSearch(
+        h0,
+        c0,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        max_length=max_length,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+    )
     while not search.done:
         search.advance(*step(search.tokens, search.h, search.c, search.images))
     return search.best()

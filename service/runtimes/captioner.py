@@ -79,6 +79,7 @@ class CaptionerRuntime(Runtime):
             eos_id=self.spec.eos_id,
             max_length=max_length,
             beam_size=beam_size,
+            length_penalty=self.spec.length_penalty,
         )
 
     def detokenize(self, tokens: list[int]) -> str:

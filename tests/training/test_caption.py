@@ -183,6 +183,21 @@ def test_beam_search_beats_greedy_on_toy_decoder() -> None:
     assert greedy_search(_toy_step(table), *args, **options) == [(4, 4, 4, 4)]
 
 
+# ids as above plus 6 "c". Beam 2 finishes "a <end>" (0.6 * 0.5 = 0.3, 2 tokens) and "b c <end>"
+# (0.4 * 0.8 * 0.8 = 0.256, 3 tokens): the summed log-probability prefers the first, the mean per token
+# the second.
+LENGTH_TABLE = {(2,): [0, 0, 0, 0, 0.6, 0.4, 0], (4,): [0, 0, 0, 0.5, 0.25, 0.25, 0],
+                (5,): [0, 0, 0, 0.1, 0.1, 0, 0.8], (6,): [0, 0, 0, 0.8, 0.1, 0.1, 0]}
+
+
+@pytest.mark.parametrize(("length_penalty", "ids"), [(0.0, (4, 3)), (1.0, (5, 6, 3))])
+def test_length_penalty_picks_among_finished_captions(length_penalty: float, ids: tuple[int, ...]) -> None:
+    args = (np.zeros((1, 1, 1), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+    best = beam_search(_toy_step(LENGTH_TABLE), *args, bos=2, eos=3, max_length=5, beam_size=2,
+                       length_penalty=length_penalty)
+    assert best.ids == ids
+
+
 def test_bleu_on_known_examples() -> None:
     reference = ["the", "cat", "sat", "on", "the", "mat"]
     assert bleu_scores([[reference]], [reference]) == pytest.approx(
@@ -270,7 +285,8 @@ def test_onnx_step_parity_and_beam_search(version_dir: Path, run_dir: Path) -> N
     for got, expected in zip(onnx_model.step(tokens, h0, c0, features), torch_step(tokens, h0, c0, features),
                              strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
-    options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": 8, "beam_size": 3}
+    options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": 8, "beam_size": 3,
+               "length_penalty": onnx_model.spec["length_penalty"]}
     for i, hypothesis in enumerate(onnx_model.search(pixels, beam_size=3)):
         expected = beam_search(torch_step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1], **options)
         assert hypothesis.ids == expected.ids

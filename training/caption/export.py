@@ -115,7 +115,7 @@ def _check_parity(model: Captioner, directory: Path, manifest: dict, size: list[
     features, h0, c0 = encoder_ref(pixels)
     for beam_size in (1, 3):
         options = {"bos": caption["bos_id"], "eos": caption["eos_id"], "max_length": caption["max_length"],
-                   "beam_size": beam_size}
+                   "beam_size": beam_size, "length_penalty": caption.get("length_penalty", 1.0)}
         expected = [beam_search(step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1], **options).ids
                     for i in range(len(pixels))]
         got = [hyp.ids for hyp in onnx_model.search(pixels, beam_size)]
@@ -127,7 +127,7 @@ def _check_parity(model: Captioner, directory: Path, manifest: dict, size: list[
 
 
 def export_version(checkpoint_path: Path, out_root: Path, name: str, version: int | None = None,
-                   notes: list[str] | None = None) -> Path:
+                   notes: list[str] | None = None, length_penalty: float = 0.0) -> Path:
     """Write ``out_root/name/<version>/`` from a captioner checkpoint (or run directory); return its path.
     ``notes`` are known limits of this version, listed in its card."""
     model, checkpoint = load_captioner(checkpoint_path)
@@ -137,7 +137,7 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str, version: in
         pixels = torch.zeros(2, 3, *image["size"])
         features, h0, c0 = model.encode(pixels)
     caption = {"tokenizer": "tokenizer.json", "bos_id": BOS_ID, "eos_id": EOS_ID, "pad_id": PAD_ID,
-               "unk_id": UNK_ID, "max_length": checkpoint["max_length"],
+               "unk_id": UNK_ID, "max_length": checkpoint["max_length"], "length_penalty": length_penalty,
                "encoder": dict(ENCODER_IO), "decoder": dict(DECODER_IO)}
     dataset = checkpoint["provenance"]["dataset"]["name"]
     version = version or next_version(Path(out_root) / name)

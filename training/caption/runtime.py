@@ -55,7 +55,8 @@ class OnnxCaptioner:
         features, h0, c0 = self.encode(pixels)
         return [beam_search(self.step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1],
                             bos=self.spec["bos_id"], eos=self.spec["eos_id"],
-                            max_length=self.spec["max_length"], beam_size=beam_size)
+                            max_length=self.spec["max_length"], beam_size=beam_size,
+                            length_penalty=self.spec.get("length_penalty", 1.0))
                 for i in range(len(features))]
 
     def caption(self, pixels: np.ndarray, beam_size: int = 3) -> list[str]:

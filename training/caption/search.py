@@ -4,7 +4,9 @@ The step function is the decoder graph: ``(tokens [N], h [N, H], c [N, H], featu
 (log_probs [N, V], h_out, c_out)``. The PyTorch model (``model.numpy_step``) and the exported ONNX graphs
 (``runtime.OnnxCaptioner``) both plug in here, so a parity test compares the two networks over whole
 searches. Decoding starts from ``bos``; a hypothesis ends at ``eos`` (kept as its last token) or after
-``max_length`` tokens. Its score is the summed log-probability divided by its length in tokens.
+``max_length`` tokens. Its score is the summed log-probability divided by its length in tokens; the
+search returns the hypothesis with the highest summed log-probability / length ** ``length_penalty``
+(1: that score; 0: the summed log-probability, which prefers shorter captions).
 """
 
 from __future__ import annotations
@@ -31,13 +33,14 @@ class Hypothesis:
 
 
 def beam_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
-                max_length: int, beam_size: int) -> Hypothesis:
+                max_length: int, beam_size: int, length_penalty: float = 1.0) -> Hypothesis:
     """Beam search for one image (``features`` [1, L, D], ``h``/``c`` [1, H]); return the best hypothesis.
 
     Each step extends every live hypothesis by every token and keeps the ``beam_size - finished`` best
     by summed log-probability (ties: lower hypothesis index, then lower token id). Those ending in ``eos``
     are finished and shrink the beam; the search ends when the beam is empty or after ``max_length``
-    steps, when the live hypotheses join the finished ones. The best has the highest :attr:`score`.
+    steps, when the live hypotheses join the finished ones. The best has the highest summed
+    log-probability / length ** ``length_penalty`` (with 1, the highest :attr:`score`).
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be at least 1, got {beam_size}")
@@ -63,7 +66,7 @@ def beam_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, 
         tokens, sums, h, c = words.astype(np.int64), totals[index], h[rows], c[rows]
     else:
         finished.extend(Hypothesis(seq, float(s)) for seq, s in zip(sequences, sums, strict=True))
-    return max(finished, key=lambda hyp: hyp.score)
+    return max(finished, key=lambda hyp: hyp.log_prob / max(1, len(hyp.ids)) ** length_penalty)
 
 
 def greedy_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
