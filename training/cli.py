@@ -43,6 +43,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     exp.add_argument("--version", type=int, default=None, help="version number (default: next free)")
     exp.add_argument("--note", action="append", default=[], metavar="TEXT",
                      help="a known limit of this version, listed in its model card (repeatable)")
+    exp.add_argument("--flip-average", action="store_true",
+                     help="image classifiers only: the graph averages the logits of each image and its "
+                          "horizontal mirror (test-time augmentation, twice the compute)")
     exp.add_argument("--length-penalty", type=float, default=0.0,
                      help="captioner only, written to the manifest: beam search returns the caption with "
                           "the highest summed log-probability / length ** this (default 0: the summed "

@@ -38,6 +38,17 @@ def build_model(checkpoint: dict) -> nn.Module:
     return model.eval()
 
 
+class FlipAverage(nn.Module):
+    """Test-time augmentation inside the graph: the mean of the logits of the image and its mirror image."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (self.model(pixels) + self.model(torch.flip(pixels, dims=[3]))) / 2
+
+
 def _tensor(name: str, dtype: str, shape: list[int]) -> dict:
     return {"name": name, "dtype": dtype, "shape": shape}
 
@@ -87,11 +98,12 @@ def _export_sentiment(model: nn.Module, checkpoint: dict, path: Path) -> dict:
 
 def export_version(checkpoint_path: Path, out_root: Path, name: str | None = None,
                    version: int | None = None, notes: list[str] | None = None,
-                   length_penalty: float = 0.0) -> Path:
+                   length_penalty: float = 0.0, flip_average: bool = False) -> Path:
     """Export a run (or checkpoint file) to ``out_root/<name>/<version>/``; return the version directory.
 
     ``notes`` are known limits specific to this version, kept in the manifest's provenance and listed in
-    the card after the task's own. ``length_penalty`` is the captioner's (see ``caption.search``)."""
+    the card after the task's own. ``length_penalty`` is the captioner's (see ``caption.search``);
+    ``flip_average`` makes an image classifier's graph average its logits over the image and its mirror."""
     checkpoint_path = runs.find_checkpoint(checkpoint_path)
     checkpoint = runs.load_checkpoint(checkpoint_path)
     kind = checkpoint["kind"]
@@ -101,6 +113,10 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
         return export_captioner(checkpoint_path, out_root, name or "captioner", version, notes,
                                 length_penalty)
     model = build_model(checkpoint)
+    if flip_average:
+        if kind == "sentiment":
+            raise ValueError("--flip-average is for image classifiers, not sentiment models")
+        model = FlipAverage(model).eval()
     name = name or DEFAULT_NAMES[kind]
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
@@ -119,7 +135,10 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
                       "training_metrics": checkpoint.get("metrics", {}).get("val", {}),
                       "checkpoint": str(checkpoint_path.resolve()),
                       "export_command": f"python -m training export {checkpoint_path.parent} "
-                                        f"--out {out_root}", "notes": list(notes or [])}
+                                        f"--out {out_root}" + (" --flip-average" if flip_average else ""),
+                      "notes": list(notes or [])}
+        if flip_average:
+            provenance["test_time_augmentation"] = "logits averaged over the image and its horizontal mirror"
         manifest = {"task": "sentiment" if kind == "sentiment" else "image-classification",
                     "description": DESCRIPTIONS[kind].format(**checkpoint["model_args"]),
                     **part, "labels": checkpoint["labels"], "output": "logits", "metrics": {},
@@ -133,6 +152,6 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
 def run(args: argparse.Namespace) -> Path:
     """CLI entry: export and print the version directory."""
     version_dir = export_version(args.run, args.out, args.name, args.version, args.note,
-                                 getattr(args, "length_penalty", 0.0))
+                                 getattr(args, "length_penalty", 0.0), getattr(args, "flip_average", False))
     print(f"exported {version_dir}")
     return version_dir

@@ -108,6 +108,24 @@ def test_pretrain_then_finetune_from_checkpoint(image_folder: Path, tmp_path: Pa
     assert "- Tiny test run.\n- Two." in limits
 
 
+def test_flip_average_export_is_mirror_invariant(image_folder: Path, tmp_path: Path) -> None:
+    run = _train(["finetune", "--data", str(image_folder), "--image-size", "32", "--head-epochs", "1"],
+                 tmp_path / "run")
+    plain, _ = _export(run, tmp_path / "plain")
+    flipped, manifest = _export(run, tmp_path / "flipped", "--flip-average")
+    assert "mirror" in manifest["provenance"]["test_time_augmentation"]
+    pixels = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    mirrored = pixels[..., ::-1].copy()
+
+    def logits(version_dir: Path, x: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(str(version_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+        return session.run(None, {"pixels": x})[0]
+
+    np.testing.assert_allclose(logits(flipped, pixels), logits(flipped, mirrored), atol=1e-5)
+    expected = (logits(plain, pixels) + logits(plain, mirrored)) / 2
+    np.testing.assert_allclose(logits(flipped, pixels), expected, atol=1e-5)
+
+
 def test_missing_data_is_a_clear_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["digits", "--data", str(tmp_path), "--out", str(tmp_path / "runs")]) == 2
     assert "MNIST not found" in capsys.readouterr().err
