@@ -71,7 +71,7 @@ def create_app(models_dir: Path) -> FastAPI:
             for upload in files:
                 x = classify_transform(_image(upload.file.read())).unsqueeze(0)
                 probabilities = classifier(x).softmax(-1)[0]
-                top = probabilities.topk(5)
+                top = probabilities.topk(min(5, len(labels)))
                 results.append([(labels[i], float(p)) for p, i in zip(top.values, top.indices, strict=True)])
             return {"results": results}
 

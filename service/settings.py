@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     )
     intra_op_threads: int = Field(0, ge=0, description="Threads inside one operator; 0: onnxruntime decides.")
     inter_op_threads: int = Field(0, ge=0, description="Threads across operators; 0: onnxruntime decides.")
+    intra_op_spinning: bool = Field(
+        False,
+        description="Let onnxruntime's idle operator threads spin for work (faster hand-off, but they burn "
+        "the CPU that the HTTP server and preprocessing need); off by default.",
+    )
 
     # --- request limits
     max_upload_bytes: int = Field(
@@ -103,10 +108,11 @@ class Settings(BaseSettings):
         "up to it.",
     )
     batch_max_delay_ms: float = Field(
-        2.0,
+        0.0,
         ge=0,
         description="Once a request is waiting, the longest the batcher waits for more before it runs "
-        "(it runs at once when the batch is full).",
+        "(it runs at once when the batch is full). 0: run what is waiting as soon as the model is free; "
+        "under load, batches form from the requests that arrive during the previous run.",
     )
     batch_queue_size: int = Field(
         256,
