@@ -85,18 +85,11 @@ class CaptionBatcher(QueueWorker[CaptionJob, list[Hypothesis]]):
                 return []
             return [entry for pending in admitted for entry in self._start([pending])]
         self.metrics.compute.observe(time.perf_counter() - started)
-        spec, searches, offset = self.runtime.spec, [], 0
+        searches: list[_Running] = []
+        offset = 0
         for pending in admitted:
             job, end = pending.payload, offset + pending.rows
-            search = BeamSearch(
-                h0[offset:end],
-                c0[offset:end],
-                bos_id=spec.bos_id,
-                eos_id=spec.eos_id,
-                max_length=job.max_length,
-                beam_size=job.beam_size,
-                length_penalty=spec.length_penalty,
-            )
+            search = self.runtime.new_search(h0[offset:end], c0[offset:end], job.max_length, job.beam_size)
             searches.append(_Running(pending, search, features[offset:end]))
             offset = end
         return searches

@@ -152,6 +152,6 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
 def run(args: argparse.Namespace) -> Path:
     """CLI entry: export and print the version directory."""
     version_dir = export_version(args.run, args.out, args.name, args.version, args.note,
-                                 getattr(args, "length_penalty", 0.0), getattr(args, "flip_average", False))
+                                 args.length_penalty, args.flip_average)
     print(f"exported {version_dir}")
     return version_dir

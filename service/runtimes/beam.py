@@ -83,6 +83,13 @@ class BeamSearch:
         self.steps += 1
         self.done = self.steps >= self.max_length or bool(self.finished[np.isfinite(self.scores)].all())
 
+    def run(self, step: Step) -> list[Hypothesis]:
+        """Decode to the end with ``step`` alone (one request; the service shares decoder runs between
+        searches: service/step_batching.py); return the best hypothesis per image."""
+        while not self.done:
+            self.advance(*step(self.tokens, self.h, self.c, self.images))
+        return self.best()
+
     def best(self) -> list[Hypothesis]:
         """The best hypothesis per image by summed log-probability / length ** length_penalty; its
         score is the mean log-probability per token whatever the penalty."""
@@ -96,29 +103,3 @@ class BeamSearch:
             ids = [int(t) for t in self.sequences[i, b, : lengths[i, b]] if t != self.eos_id]
             results.append(Hypothesis(tokens=ids, score=float(normalised[i, b])))
         return results
-
-
-def beam_search(
-    step: Step,
-    h0: np.ndarray,
-    c0: np.ndarray,
-    *,
-    bos_id: int,
-    eos_id: int,
-    max_length: int,
-    beam_size: int,
-    length_penalty: float = 1.0,
-) -> list[Hypothesis]:
-    """Decode every image of the batch at once; returns the best hypothesis per image."""
-    search = BeamSearch(
-        h0,
-        c0,
-        bos_id=bos_id,
-        eos_id=eos_id,
-        max_length=max_length,
-        beam_size=beam_size,
-        length_penalty=length_penalty,
-    )
-    while not search.done:
-        search.advance(*step(search.tokens, search.h, search.c, search.images))
-    return search.best()

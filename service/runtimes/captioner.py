@@ -10,7 +10,7 @@ from PIL import Image
 from ..manifest import CaptionSpec, ImageSpec
 from ..preprocessing import image_batch, load_tokenizer
 from .base import Runtime
-from .beam import Hypothesis, beam_search
+from .beam import BeamSearch, Hypothesis
 
 DEFAULT_BEAM_SIZE = 3  # when a request does not say
 
@@ -71,8 +71,11 @@ class CaptionerRuntime(Runtime):
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             return self.step(tokens, h, c, features[images])
 
-        return beam_search(
-            step,
+        return self.new_search(h0, c0, max_length, beam_size).run(step)
+
+    def new_search(self, h0: np.ndarray, c0: np.ndarray, max_length: int, beam_size: int) -> BeamSearch:
+        """A beam search from the encoder's initial states, decoding as the manifest says."""
+        return BeamSearch(
             h0,
             c0,
             bos_id=self.spec.bos_id,

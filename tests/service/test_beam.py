@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.runtimes.beam import beam_search
+from service.runtimes.beam import BeamSearch
 
 # ids: 0 pad, 1 unk, 2 bos, 3 eos, 4 "a", 5 "b", 6 "c". Beam 2 finishes "a <end>" (0.6 * 0.5 = 0.3 over
 # 2 tokens) and "b c <end>" (0.4 * 0.8 * 0.8 = 0.256 over 3 tokens).
@@ -32,8 +32,9 @@ def test_length_penalty_decides_between_a_short_and_a_long_caption(
     length_penalty: float, tokens: list[int], score: float
 ) -> None:
     zeros = np.zeros((1, 4), np.float32)
-    (best,) = beam_search(
-        _step, zeros, zeros, bos_id=2, eos_id=3, max_length=6, beam_size=2, length_penalty=length_penalty
+    search = BeamSearch(
+        zeros, zeros, bos_id=2, eos_id=3, max_length=6, beam_size=2, length_penalty=length_penalty
     )
+    (best,) = search.run(_step)
     assert best.tokens == tokens
     assert best.score == pytest.approx(score, rel=1e-5)

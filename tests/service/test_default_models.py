@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,10 +23,15 @@ def client() -> Iterator[TestClient]:
         yield shared
 
 
-def _png(image: Image.Image) -> bytes:
+def _encoded(image: Image.Image, fmt: str = "PNG", **save: int) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format=fmt, **save)
     return buffer.getvalue()
+
+
+def _photo(pixels: Any, filename: str) -> tuple[str, tuple[str, bytes, str]]:
+    """A ``files`` part holding an RGB array as a JPEG."""
+    return upload(_encoded(Image.fromarray(pixels), "JPEG", quality=90), filename, "image/jpeg")
 
 
 def test_the_defaults_load_and_carry_their_cards(client: TestClient) -> None:
@@ -42,21 +48,14 @@ def test_a_drawn_one_is_a_one(client: TestClient) -> None:
     image = Image.new("L", (28, 28), 0)
     ImageDraw.Draw(image).line([(14, 5), (14, 23)], fill=255, width=3)  # MNIST style: light on dark
     response = client.post("/v1/classify-image", data={"model": "digits-cnn"},
-                           files=[upload(_png(image), "one.png")])
+                           files=[upload(_encoded(image), "one.png")])
     assert response.json()["results"][0]["predictions"][0]["label"] == "1"
-
-
-def _jpeg(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def test_a_photo_of_a_cat_is_a_cat_by_the_default_classifier(client: TestClient) -> None:
     from skimage import data
 
-    cat = _jpeg(Image.fromarray(data.chelsea()))
-    body = client.post("/v1/classify-image", files=[upload(cat, "chelsea.jpg", "image/jpeg")]).json()
+    body = client.post("/v1/classify-image", files=[_photo(data.chelsea(), "chelsea.jpg")]).json()
     assert body["model"] == "pets-resnet18"
     assert body["results"][0]["predictions"][0]["label"] == "cats"
 
@@ -64,8 +63,7 @@ def test_a_photo_of_a_cat_is_a_cat_by_the_default_classifier(client: TestClient)
 def test_the_default_captioner_writes_a_caption(client: TestClient) -> None:
     from skimage import data
 
-    photos = [upload(_jpeg(Image.fromarray(data.chelsea())), "chelsea.jpg", "image/jpeg"),
-              upload(_jpeg(Image.fromarray(data.astronaut())), "astronaut.jpg", "image/jpeg")]
+    photos = [_photo(data.chelsea(), "chelsea.jpg"), _photo(data.astronaut(), "astronaut.jpg")]
     body = client.post("/v1/caption", files=photos).json()
     assert body["model"] == "captioner"
     for result in body["results"]:

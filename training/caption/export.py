@@ -115,7 +115,7 @@ def _check_parity(model: Captioner, directory: Path, manifest: dict, size: list[
     features, h0, c0 = encoder_ref(pixels)
     for beam_size in (1, 3):
         options = {"bos": caption["bos_id"], "eos": caption["eos_id"], "max_length": caption["max_length"],
-                   "beam_size": beam_size, "length_penalty": caption.get("length_penalty", 1.0)}
+                   "beam_size": beam_size, "length_penalty": caption["length_penalty"]}
         expected = [beam_search(step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1], **options).ids
                     for i in range(len(pixels))]
         got = [hyp.ids for hyp in onnx_model.search(pixels, beam_size)]
