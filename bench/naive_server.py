@@ -4,6 +4,8 @@ weights as the service (each version's checkpoint, named by its manifest's ``pro
     python -m bench.naive_server --models-dir /tmp/bench-models --port 8100
 
 Same endpoints and fields as the service's /v1 (``files``, ``text``, ``beam_size``), simpler answers.
+PyTorch runs on the GPU when there is one (``--device auto``), so that on a GPU host the baseline is
+PyTorch eager on that GPU, not on the CPU; ``GET /info`` says which device it used.
 """
 
 from __future__ import annotations
@@ -53,12 +55,20 @@ class SentimentBody(BaseModel):
     text: str
 
 
-def create_app(models_dir: Path) -> FastAPI:
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the first CUDA device if torch sees one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
+    device = device or torch.device("cpu")
     app = FastAPI(title="naive")
     one_at_a_time = threading.Lock()  # the endpoints are sync: FastAPI runs them in threads; serialise
 
     directory, manifest = latest_manifest(models_dir, TASK_MODELS["image-classification"])
-    classifier = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"])))
+    classifier = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"]))).to(device)
     classify_transform = ImagePreset(
         **{**manifest["image"], "size": tuple(manifest["image"]["size"])}
     ).eval_transform()
@@ -69,14 +79,14 @@ def create_app(models_dir: Path) -> FastAPI:
         with one_at_a_time, torch.no_grad():
             results = []
             for upload in files:
-                x = classify_transform(_image(upload.file.read())).unsqueeze(0)
+                x = classify_transform(_image(upload.file.read())).unsqueeze(0).to(device)
                 probabilities = classifier(x).softmax(-1)[0]
                 top = probabilities.topk(min(5, len(labels)))
                 results.append([(labels[i], float(p)) for p, i in zip(top.values, top.indices, strict=True)])
             return {"results": results}
 
     directory, manifest = latest_manifest(models_dir, TASK_MODELS["sentiment"])
-    sentiment = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"])))
+    sentiment = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"]))).to(device)
     text_tokenizer = Tokenizer.from_file(str(directory / manifest["text"]["tokenizer"]))
     text_spec, sentiment_labels = manifest["text"], manifest["labels"]
 
@@ -84,7 +94,7 @@ def create_app(models_dir: Path) -> FastAPI:
     def classify_text(body: SentimentBody) -> dict[str, Any]:
         with one_at_a_time, torch.no_grad():
             ids = text_tokenizer.encode(body.text).ids[: text_spec["max_length"]] or [text_spec["unk_id"]]
-            logits = sentiment(torch.tensor([ids]), torch.tensor([len(ids)]))
+            logits = sentiment(torch.tensor([ids], device=device), torch.tensor([len(ids)], device=device))
             probabilities = logits.softmax(-1)[0]
             return {
                 "label": sentiment_labels[int(probabilities.argmax())],
@@ -93,13 +103,13 @@ def create_app(models_dir: Path) -> FastAPI:
 
     directory, manifest = latest_manifest(models_dir, TASK_MODELS["image-captioning"])
     captioner, checkpoint = load_captioner(Path(manifest["provenance"]["checkpoint"]))
-    captioner.eval()
+    captioner.eval().to(device)
     caption_transform = ImagePreset(
         **{**manifest["image"], "size": tuple(manifest["image"]["size"])}
     ).eval_transform()
     caption_tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
     caption_spec = manifest["caption"]
-    step = numpy_step(captioner.decoder, torch.device("cpu"))
+    step = numpy_step(captioner.decoder, device)
 
     @app.post("/v1/caption")
     def caption(
@@ -108,7 +118,8 @@ def create_app(models_dir: Path) -> FastAPI:
         with one_at_a_time, torch.no_grad():
             results = []
             for upload in files:
-                features, h, c = captioner.encode(caption_transform(_image(upload.file.read())).unsqueeze(0))
+                pixels = caption_transform(_image(upload.file.read())).unsqueeze(0).to(device)
+                features, h, c = (t.cpu() for t in captioner.encode(pixels))
                 best = beam_search(
                     step,
                     features.numpy(),
@@ -122,6 +133,10 @@ def create_app(models_dir: Path) -> FastAPI:
                 results.append(decode_caption(caption_tokenizer, best.ids))
             return {"results": results}
 
+    @app.get("/info")
+    def info() -> dict[str, str]:
+        return {"device": str(device), "torch": torch.__version__}
+
     return app
 
 
@@ -132,10 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch decides)")
+    parser.add_argument("--device", default="auto", help="torch device: auto (CUDA if seen), cpu, cuda:0")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    uvicorn.run(create_app(args.models_dir), host="127.0.0.1", port=args.port, log_level="warning")
+    app = create_app(args.models_dir, resolve_device(args.device))
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

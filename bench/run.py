@@ -47,6 +47,11 @@ def _load(models_dir: Path, name: str) -> Runtime:
     return load_version(read_manifest(version), version.path, Settings(models_dir=models_dir))
 
 
+def _providers(by_graph: dict[str, list[str]]) -> str:
+    """The first (actual) provider of each graph, e.g. ``model: CUDAExecutionProvider``."""
+    return ", ".join(f"{graph}: {names[0] if names else '?'}" for graph, names in sorted(by_graph.items()))
+
+
 def _raw_step(runtime: Runtime, batch: int) -> Callable[[], object]:
     """One run of the raw pipeline over ``batch`` items: decode, preprocess, onnxruntime."""
     image, text = photo_jpeg(), review()
@@ -60,10 +65,13 @@ def _raw_step(runtime: Runtime, batch: int) -> Callable[[], object]:
     return lambda: runtime.infer(np.stack([load_pixels(image, 10**8, spec) for _ in range(batch)]), length, 3)
 
 
-def raw(models_dir: Path, task: str, batch_sizes: list[int], requests: int, duration: float) -> list[Row]:
+def raw(
+    models_dir: Path, task: str, batches: list[int], requests: int, duration: float, ran_on: dict[str, str]
+) -> list[Row]:
     runtime = _load(models_dir, MODELS[task])
+    ran_on[f"{task} raw"] = _providers(runtime.providers())
     rows = []
-    for batch in batch_sizes:
+    for batch in batches:
         step = _raw_step(runtime, batch)
         step()  # warm
         latencies: list[float] = []
@@ -159,12 +167,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-sizes", default="1,8,32", help="raw pipeline batch sizes tried")
     parser.add_argument("--requests", type=int, default=400, help="most requests per measurement")
     parser.add_argument("--duration", type=float, default=30.0, help="most seconds per measurement")
+    parser.add_argument(
+        "--naive-device", default="auto", help="the naive server's torch device (auto: CUDA if torch sees it)"
+    )
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     rows: list[Row] = []
+    ran_on: dict[str, str] = {}
     for task in tasks:
-        rows += raw(args.models_dir, task, batch_sizes, args.requests, args.duration)
+        rows += raw(args.models_dir, task, batch_sizes, args.requests, args.duration, ran_on)
     enabled = json.dumps([MODELS[t] for t in tasks])
     service = [
         sys.executable,
@@ -178,19 +190,27 @@ def main(argv: list[str] | None = None) -> None:
         "warning",
     ]
     with server(service, "/health/ready", {"MODELSERVE_ENABLED_MODELS": enabled}) as url:
+        for entry in httpx.get(url + "/v1/models").json()["models"]:
+            graphs = {key: g["providers"] for key, g in entry["graphs"].items()}
+            ran_on[f"{entry['name']} service"] = _providers(graphs)
         for task in tasks:
             clients = args.caption_concurrency if task == "caption" else args.concurrency
             rows.append(load(url, task, clients, args.requests, args.duration, "service"))
             rows.append(load(url, task, 1, args.requests, args.duration, "service"))
     naive = [sys.executable, "-m", "bench.naive_server", "--models-dir", str(args.models_dir)]
+    naive += ["--device", args.naive_device]
     with server(naive, "/docs") as url:
+        ran_on["naive"] = "torch {torch}, {device}".format(**httpx.get(url + "/info").json())
         for task in tasks:
             clients = args.caption_concurrency if task == "caption" else args.concurrency
             rows.append(load(url, task, clients, args.requests, args.duration, "naive"))
-    report(rows, tasks, args)
+    report(rows, tasks, ran_on)
 
 
-def report(rows: list[Row], tasks: list[str], args: argparse.Namespace) -> None:
+def report(rows: list[Row], tasks: list[str], ran_on: dict[str, str]) -> None:
+    print("ran on (actual execution providers, first of each graph):")
+    for what, where in ran_on.items():
+        print(f"  {what}: {where}")
     print(
         f"{'task':<10} {'system':<14} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>8} "
         f"{'p50 ms':>8} {'p99 ms':>8}"
