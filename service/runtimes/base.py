@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 
 from ..manifest import GraphSpec, Manifest
-from ..providers import create_session
+from ..providers import create_session, uses_gpu
 from ..settings import Settings
 
 
@@ -30,6 +30,7 @@ class Runtime(ABC):
         self.directory = directory
         self.settings = settings
         self.sessions: dict[str, ort.InferenceSession] = {}
+        self.padded: set[str] = set()  # graph keys whose runs are padded to power-of-two batch sizes
 
     def load(self) -> None:
         """Create a session per graph and check its tensors against the manifest."""
@@ -40,6 +41,9 @@ class Runtime(ABC):
                 raise RuntimeLoadError(f"{graph.file}: onnxruntime cannot load it: {exc}") from exc
             _check_tensors(graph, session)
             self.sessions[key] = session
+            padding = self.settings.batch_padding
+            if padding == "on" or (padding == "auto" and uses_gpu(session.get_providers())):
+                self.padded.add(key)
 
     @abstractmethod
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
@@ -51,13 +55,40 @@ class Runtime(ABC):
         return {key: session.get_providers() for key, session in self.sessions.items()}
 
     def run(self, key: str, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-        """Run one graph; returns the named outputs in order."""
+        """Run one graph; returns the named outputs in order. For a padded graph (``batch_padding``), the
+        batch is padded to the next power of two and the outputs keep only the real rows."""
+        rows = batch_rows(feeds) if key in self.padded else None
+        size = padded_size(rows) if rows else 0
+        if rows and size != rows:
+            feeds = {name: pad_rows(value, size) for name, value in feeds.items()}
         result: list[Any] = self.sessions[key].run(outputs, feeds)
+        if rows and size != rows:
+            return [
+                np.asarray(value)[:rows] if np.ndim(value) and len(value) == size else np.asarray(value)
+                for value in result
+            ]
         return [np.asarray(value) for value in result]
 
     def close(self) -> None:
         """Release the sessions."""
         self.sessions.clear()
+
+
+def batch_rows(feeds: dict[str, np.ndarray]) -> int | None:
+    """The batch size of ``feeds``: the first axis they all share, or None (then nothing is padded)."""
+    sizes = {value.shape[0] if np.ndim(value) else None for value in feeds.values()}
+    return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+
+def padded_size(rows: int) -> int:
+    """The power of two a batch of ``rows`` is padded to."""
+    return 1 << (rows - 1).bit_length()
+
+
+def pad_rows(value: np.ndarray, size: int) -> np.ndarray:
+    """``value`` with its last row repeated up to ``size`` rows (real inputs, so no padding value can
+    upset a graph: a zero length, a blank image's statistics)."""
+    return np.concatenate([value, np.repeat(value[-1:], size - len(value), axis=0)])
 
 
 def _check_tensors(graph: GraphSpec, session: ort.InferenceSession) -> None:

@@ -1,0 +1,107 @@
+"""Batch padding (``batch_padding``) on real tiny models: a graph sees only power-of-two batch sizes, and
+every request still gets exactly the answer it gets unpadded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from service.repository import discover, load_version, read_manifest
+from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
+from service.runtimes.base import batch_rows, pad_rows, padded_size
+from service.settings import Settings
+
+TEXTS = ["a fine film", "dull", "not good at all, really not good", "great", "so so"]
+
+
+class RecordingSession:
+    """Stands in for a session: records the batch size of every run, then runs the real one."""
+
+    def __init__(self, session: ort.InferenceSession, sizes: list[int]) -> None:
+        self.session = session
+        self.sizes = sizes
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[Any]:
+        self.sizes.append(next(iter(feeds.values())).shape[0])
+        return self.session.run(outputs, feeds)
+
+    def get_providers(self) -> list[str]:
+        return self.session.get_providers()
+
+
+def load(repo: Path, name: str, padding: str) -> tuple[Runtime, list[int]]:
+    """A loaded, warmed-up runtime of ``name`` with ``batch_padding=padding``, and the batch sizes its
+    graphs run at from now on."""
+    version = next(v for v in discover(repo) if v.name == name)
+    settings = Settings(models_dir=repo, batch_padding=padding)
+    runtime = load_version(read_manifest(version), version.path, settings)
+    sizes: list[int] = []
+    runtime.sessions = {key: RecordingSession(s, sizes) for key, s in runtime.sessions.items()}  # type: ignore[misc]
+    return runtime, sizes
+
+
+def images(count: int) -> list[Image.Image]:
+    rng = np.random.default_rng(count)
+    return [Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def test_padded_sizes_are_powers_of_two() -> None:
+    assert [padded_size(n) for n in (1, 2, 3, 4, 5, 8, 9, 31, 32, 33, 96)] == [
+        1, 2, 4, 4, 8, 8, 16, 32, 32, 64, 128,
+    ]  # fmt: skip
+
+
+def test_pad_rows_repeats_the_last_row() -> None:
+    value = np.arange(6).reshape(3, 2)
+    assert pad_rows(value, 4).tolist() == [[0, 1], [2, 3], [4, 5], [4, 5]]
+
+
+def test_batch_rows_needs_one_shared_first_axis() -> None:
+    assert batch_rows({"a": np.zeros((3, 2)), "b": np.zeros(3)}) == 3
+    assert batch_rows({"a": np.zeros((3, 2)), "b": np.zeros(2)}) is None
+    assert batch_rows({"a": np.zeros((3, 2)), "b": np.float32(1)}) is None
+
+
+def test_classifier_padded_runs_give_the_unpadded_answers(tiny_repo: Path) -> None:
+    padded, sizes = load(tiny_repo, "tiny-classifier", "on")
+    plain, plain_sizes = load(tiny_repo, "tiny-classifier", "off")
+    assert isinstance(padded, ClassifierRuntime) and isinstance(plain, ClassifierRuntime)
+    photos = images(5)
+    got = padded.infer(padded.preprocess(photos))
+    want = plain.infer(plain.preprocess(photos))
+    assert sizes == [8] and plain_sizes == [5]
+    assert got.shape == want.shape == (5, len(plain.labels))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sentiment_padded_runs_give_the_unpadded_answers(tiny_repo: Path) -> None:
+    padded, sizes = load(tiny_repo, "tiny-sentiment", "on")
+    plain, _ = load(tiny_repo, "tiny-sentiment", "off")
+    assert isinstance(padded, SentimentRuntime) and isinstance(plain, SentimentRuntime)
+    got = padded.infer_items(padded.tokenize(TEXTS))
+    want = plain.infer_items(plain.tokenize(TEXTS))
+    assert sizes == [8]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_captioner_padded_decoding_gives_the_unpadded_captions(tiny_repo: Path) -> None:
+    padded, sizes = load(tiny_repo, "tiny-captioner", "on")
+    plain, _ = load(tiny_repo, "tiny-captioner", "off")
+    assert isinstance(padded, CaptionerRuntime) and isinstance(plain, CaptionerRuntime)
+    photos = images(3)
+    got = padded.predict(photos, max_length=6, beam_size=3)
+    want = plain.predict(photos, max_length=6, beam_size=3)
+    assert [caption for caption, _ in got] == [caption for caption, _ in want]
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in want], rtol=1e-5, atol=1e-5)
+    assert sizes and all(size & (size - 1) == 0 for size in sizes)  # encoder 3 -> 4, decoder 9 -> 16
+    assert 4 in sizes and 16 in sizes
+
+
+def test_auto_pads_only_graphs_on_a_gpu_provider(tiny_repo: Path) -> None:
+    runtime, _ = load(tiny_repo, "tiny-classifier", "auto")
+    on_gpu = any(p != "CPUExecutionProvider" for s in runtime.providers().values() for p in s[:1])
+    assert bool(runtime.padded) == on_gpu
