@@ -14,7 +14,9 @@ from .settings import Settings
 logger = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
-GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
+CUDA = "CUDAExecutionProvider"
+TENSORRT = "TensorrtExecutionProvider"
+GPU_PROVIDERS = frozenset({CUDA, TENSORRT})
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -26,7 +28,7 @@ _OPT_LEVELS = {
 
 def provider_options(name: str, settings: Settings) -> dict[str, Any]:
     """The options the settings give to one execution provider."""
-    if name == "CUDAExecutionProvider":
+    if name == CUDA:
         options: dict[str, Any] = {
             "device_id": settings.device_id,
             "arena_extend_strategy": settings.cuda_arena_extend_strategy,
@@ -35,7 +37,7 @@ def provider_options(name: str, settings: Settings) -> dict[str, Any]:
         if settings.cuda_mem_limit_bytes is not None:
             options["gpu_mem_limit"] = settings.cuda_mem_limit_bytes
         return options
-    if name == "TensorrtExecutionProvider":
+    if name == TENSORRT:
         options = {"device_id": settings.device_id, "trt_fp16_enable": settings.trt_fp16}
         if settings.trt_engine_cache_dir is not None:
             options["trt_engine_cache_enable"] = True
@@ -68,17 +70,28 @@ def session_options(settings: Settings) -> ort.SessionOptions:
 def create_session(path: Path, settings: Settings) -> ort.InferenceSession:
     """Create a session with the preferred providers; log the providers it actually got."""
     names = requested_providers(settings)
-    session = ort.InferenceSession(
-        str(path),
-        sess_options=session_options(settings),
-        providers=[(name, provider_options(name, settings)) for name in names],
-    )
+    session = _session(path, names, settings)
     actual = session.get_providers()
+    if TENSORRT in names and TENSORRT not in actual and CUDA in actual:
+        # TensorRT failed (its libraries are missing, say) and onnxruntime fell back to CUDA and CPU
+        # *without* their options (device_id, memory limit, cuDNN search): ask again without TensorRT.
+        logger.warning("%s: TensorRT could not be used; creating the session again without it", path)
+        names = [name for name in names if name != TENSORRT]
+        session = _session(path, names, settings)
+        actual = session.get_providers()
     if actual[0] != names[0]:
         logger.warning("%s: requested %s, running on %s", path, names, actual)
     else:
         logger.info("%s: running on %s", path, actual)
     return session
+
+
+def _session(path: Path, names: list[str], settings: Settings) -> ort.InferenceSession:
+    return ort.InferenceSession(
+        str(path),
+        sess_options=session_options(settings),
+        providers=[(name, provider_options(name, settings)) for name in names],
+    )
 
 
 def uses_gpu(providers: list[str]) -> bool:

@@ -1,5 +1,6 @@
 """Batch padding (``batch_padding``) on real tiny models: a graph sees only power-of-two batch sizes, and
-every request still gets exactly the answer it gets unpadded."""
+every request still gets exactly the answer it gets unpadded. And the GPU session set-up that the H100 run
+showed was needed: a lost TensorRT does not cost CUDA its options."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from PIL import Image
 
+from service import providers
 from service.repository import discover, load_version, read_manifest
 from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
 from service.runtimes.base import batch_rows, pad_rows, padded_size
@@ -105,3 +108,37 @@ def test_auto_pads_only_graphs_on_a_gpu_provider(tiny_repo: Path) -> None:
     runtime, _ = load(tiny_repo, "tiny-classifier", "auto")
     on_gpu = any(p != "CPUExecutionProvider" for s in runtime.providers().values() for p in s[:1])
     assert bool(runtime.padded) == on_gpu
+
+
+class FallbackSession:
+    """What onnxruntime hands back when TensorRT fails to load and it falls back to CUDA and CPU."""
+
+    def __init__(self, providers: list[str]) -> None:
+        self.providers = providers
+
+    def get_providers(self) -> list[str]:
+        return self.providers
+
+
+def test_a_session_that_lost_tensorrt_is_made_again_with_the_cuda_options(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime's own fallback drops every provider option (device_id, memory limit); the service asks
+    again without TensorRT, so that CUDA gets its options. (onnxruntime cannot be made to fall back to CUDA
+    on a machine without a GPU, hence the stand-in sessions.)"""
+    asked: list[list[str]] = []
+
+    def session(path: Path, names: list[str], settings: Settings) -> FallbackSession:
+        asked.append(names)
+        return FallbackSession(["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+    monkeypatch.setattr(providers, "_session", session)
+    built_in = [providers.TENSORRT, providers.CUDA, providers.CPU]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: built_in)
+    settings = Settings(models_dir=tiny_repo)
+    created = providers.create_session(tiny_repo / "model.onnx", settings)
+    assert created.get_providers()[0] == providers.CUDA
+    assert asked == [
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    ]
