@@ -117,11 +117,12 @@ class Settings(BaseSettings):
     batch_padding: Literal["auto", "on", "off"] = Field(
         "auto",
         description="Pad each run's batch (its first axis) up to the next power of two, repeating its last "
-        "row, and drop the padded rows from the outputs, so that a graph only ever sees the batch sizes it "
-        "was warmed up at. On a GPU a batch size not seen before costs a kernel and algorithm search "
-        "(measured: about 240 ms per run of pets-resnet18 on an H100 with onnxruntime's CUDA provider) "
-        "that padding avoids; on a CPU the padded rows are wasted work. auto: pad graphs whose session "
-        "runs on a GPU provider.",
+        "row, drop the padded rows from the outputs, and give each padded size its own onnxruntime "
+        "session (made at warm-up), so that a session always runs at one shape. With the CUDA provider a "
+        "session whose input shape changes from one run to the next sets its convolutions up again "
+        "(measured on an H100: about 250 ms per pets-resnet18 run, against 2-3 ms at a steady shape); "
+        "the price is GPU memory: one copy of the weights per size (6 sizes up to 32). On a CPU the padded "
+        "rows are wasted work. auto: pad graphs whose session runs on a GPU provider.",
     )
     batch_queue_size: int = Field(
         256,

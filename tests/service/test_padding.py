@@ -44,6 +44,8 @@ def load(repo: Path, name: str, padding: str) -> tuple[Runtime, list[int]]:
     runtime = load_version(read_manifest(version), version.path, settings)
     sizes: list[int] = []
     runtime.sessions = {key: RecordingSession(s, sizes) for key, s in runtime.sessions.items()}  # type: ignore[misc]
+    for key, sized in runtime.sized_sessions.items():
+        runtime.sized_sessions[key] = {n: RecordingSession(s, sizes) for n, s in sized.items()}  # type: ignore[misc]
     return runtime, sizes
 
 
@@ -142,3 +144,18 @@ def test_a_session_that_lost_tensorrt_is_made_again_with_the_cuda_options(
         ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
         ["CUDAExecutionProvider", "CPUExecutionProvider"],
     ]
+
+
+def test_each_padded_size_runs_in_a_session_of_its_own(tiny_repo: Path) -> None:
+    """Warm-up makes one session per power of two up to the batch limit, and a session never sees two
+    batch sizes (what makes onnxruntime's CUDA convolutions set themselves up again)."""
+    runtime, _ = load(tiny_repo, "tiny-classifier", "on")
+    assert isinstance(runtime, ClassifierRuntime)
+    sized = runtime.sized_sessions["model"]
+    assert sorted(sized) == [1, 2, 4, 8, 16, 32]
+    assert len({id(session) for session in sized.values()}) == 6
+    seen: dict[int, list[int]] = {size: [] for size in sized}
+    runtime.sized_sessions["model"] = {n: RecordingSession(s, seen[n]) for n, s in sized.items()}  # type: ignore[misc]
+    for count in (3, 5, 3, 17, 1):
+        assert runtime.infer(runtime.preprocess(images(count))).shape[0] == count
+    assert seen == {1: [1], 2: [], 4: [4, 4], 8: [8], 16: [], 32: [32]}
