@@ -31,8 +31,8 @@ class Runtime(ABC):
         self.directory = directory
         self.settings = settings
         self.sessions: dict[str, ort.InferenceSession] = {}
-        self.padded: set[str] = set()  # graph keys whose runs are padded to power-of-two batch sizes
-        # per padded graph, a session per padded batch size (the first size takes the graph's session)
+        # per padded graph (``batch_padding``), a session per padded batch size (the first size it runs
+        # at takes the graph's own session)
         self.sized_sessions: dict[str, dict[int, ort.InferenceSession]] = {}
         self._sizing = threading.Lock()
 
@@ -47,13 +47,17 @@ class Runtime(ABC):
             self.sessions[key] = session
             padding = self.settings.batch_padding
             if padding == "on" or (padding == "auto" and uses_gpu(session.get_providers())):
-                self.padded.add(key)
                 self.sized_sessions[key] = {}
 
     @abstractmethod
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run inference on dummy inputs at each batch size the model will see, so that no request pays
         for lazy initialisation (memory arenas, kernel choice, TensorRT engines)."""
+
+    @property
+    def padded(self) -> set[str]:
+        """The graph keys whose runs are padded to power-of-two batch sizes."""
+        return set(self.sized_sessions)
 
     def providers(self) -> dict[str, list[str]]:
         """Per graph key, the execution providers its session actually got."""
@@ -62,7 +66,7 @@ class Runtime(ABC):
     def run(self, key: str, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         """Run one graph; returns the named outputs in order. For a padded graph (``batch_padding``), the
         batch is padded to the next power of two and the outputs keep only the real rows."""
-        rows = batch_rows(feeds) if key in self.padded else None
+        rows = batch_rows(feeds) if key in self.sized_sessions else None
         size = padded_size(rows) if rows else 0
         if rows and size != rows:
             feeds = {name: pad_rows(value, size) for name, value in feeds.items()}
