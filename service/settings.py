@@ -121,7 +121,8 @@ class Settings(BaseSettings):
         "session (made at warm-up), so that a session always runs at one shape. With the CUDA provider a "
         "session whose input shape changes from one run to the next sets its convolutions up again "
         "(measured on an H100: about 250 ms per pets-resnet18 run, against 2-3 ms at a steady shape); "
-        "the price is GPU memory: one copy of the weights per size (6 sizes up to 32). On a CPU the padded "
+        "the price is GPU memory: each size's session holds its own weights and memory arena (6 sizes up to "
+        "32; cap them with cuda_mem_limit_bytes, which applies per session). On a CPU the padded "
         "rows are wasted work. auto: pad graphs whose session runs on a GPU provider.",
     )
     batch_queue_size: int = Field(
