@@ -54,11 +54,6 @@ class Runtime(ABC):
         """Run inference on dummy inputs at each batch size the model will see, so that no request pays
         for lazy initialisation (memory arenas, kernel choice, TensorRT engines)."""
 
-    @property
-    def padded(self) -> set[str]:
-        """The graph keys whose runs are padded to power-of-two batch sizes."""
-        return set(self.sized_sessions)
-
     def providers(self) -> dict[str, list[str]]:
         """Per graph key, the execution providers its session actually got."""
         return {key: session.get_providers() for key, session in self.sessions.items()}
@@ -67,30 +62,29 @@ class Runtime(ABC):
         """Run one graph; returns the named outputs in order. For a padded graph (``batch_padding``), the
         batch is padded to the next power of two and the outputs keep only the real rows."""
         rows = batch_rows(feeds) if key in self.sized_sessions else None
-        size = padded_size(rows) if rows else 0
-        if rows and size != rows:
+        if not rows:
+            return [np.asarray(value) for value in self.sessions[key].run(outputs, feeds)]
+        size = padded_size(rows)
+        if size != rows:
             feeds = {name: pad_rows(value, size) for name, value in feeds.items()}
-        session = self._sized_session(key, size) if rows else self.sessions[key]
-        result: list[Any] = session.run(outputs, feeds)
-        if rows and size != rows:
-            return [
-                np.asarray(value)[:rows] if np.ndim(value) and len(value) == size else np.asarray(value)
-                for value in result
-            ]
-        return [np.asarray(value) for value in result]
+        result: list[Any] = self._sized_session(key, size).run(outputs, feeds)
+        return [np.asarray(v)[:rows] if np.ndim(v) and len(v) == size else np.asarray(v) for v in result]
 
     def _sized_session(self, key: str, size: int) -> ort.InferenceSession:
         """The session that runs ``key`` at batch ``size`` and no other size. onnxruntime's CUDA
         convolutions set themselves up again whenever a session's input shape differs from its previous
         run's (measured on an H100: ~250 ms for pets-resnet18, against 2-3 ms for a run at the same
         shape), so each padded size gets a session of its own: made during warm-up, or at the first run
-        of a size warm-up did not cover."""
+        of a size warm-up did not cover. Its providers are those the graph's own session actually got, so
+        that a provider that failed there (TensorRT without its libraries) is not tried again per size."""
         sized = self.sized_sessions[key]
         if size not in sized:
             with self._sizing:
                 if size not in sized:
+                    first = self.sessions[key]
                     path = self.directory / self.manifest.graphs[key].file
-                    sized[size] = self.sessions[key] if not sized else create_session(path, self.settings)
+                    settings = self.settings.model_copy(update={"providers": first.get_providers()})
+                    sized[size] = first if not sized else create_session(path, settings)
         return sized[size]
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from service import providers
 from service.repository import discover, load_version, read_manifest
-from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
+from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime, base
 from service.runtimes.base import batch_rows, pad_rows, padded_size
 from service.settings import Settings
 
@@ -109,7 +109,7 @@ def test_captioner_padded_decoding_gives_the_unpadded_captions(tiny_repo: Path) 
 def test_auto_pads_only_graphs_on_a_gpu_provider(tiny_repo: Path) -> None:
     runtime, _ = load(tiny_repo, "tiny-classifier", "auto")
     on_gpu = any(p != "CPUExecutionProvider" for s in runtime.providers().values() for p in s[:1])
-    assert bool(runtime.padded) == on_gpu
+    assert bool(runtime.sized_sessions) == on_gpu
 
 
 class FallbackSession:
@@ -159,3 +159,22 @@ def test_each_padded_size_runs_in_a_session_of_its_own(tiny_repo: Path) -> None:
     for count in (3, 5, 3, 17, 1):
         assert runtime.infer(runtime.preprocess(images(count))).shape[0] == count
     assert seen == {1: [1], 2: [], 4: [4, 4], 8: [8], 16: [], 32: [32]}
+
+
+def test_sessions_per_size_ask_for_the_providers_the_graph_got(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A provider that failed for the graph's own session (TensorRT without its libraries: a second
+    session each time, service/providers.py) is not tried again for every batch size."""
+    asked: list[list[str]] = []
+    create = base.create_session
+
+    def recording(path: Path, settings: Settings) -> ort.InferenceSession:
+        asked.append(list(settings.providers))
+        return create(path, settings)
+
+    monkeypatch.setattr(base, "create_session", recording)
+    runtime, _ = load(tiny_repo, "tiny-classifier", "on")
+    got = runtime.sessions["model"].get_providers()
+    assert asked[0] == Settings(models_dir=tiny_repo).providers  # the graph's own session: the settings'
+    assert len(asked) == 6 and all(names == got for names in asked[1:])  # sizes 2 to 32: what it got
