@@ -129,6 +129,7 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
                     eos=caption_spec["eos_id"],
                     max_length=caption_spec["max_length"],
                     beam_size=beam_size,
+                    length_penalty=caption_spec.get("length_penalty", 1.0),
                 )
                 results.append(decode_caption(caption_tokenizer, best.ids))
             return {"results": results}
