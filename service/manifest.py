@@ -65,16 +65,19 @@ class TextSpec(_Strict):
 
 
 class CaptionEncoderNames(_Strict):
-    """Tensor names of the caption encoder."""
+    """Tensor names of the caption encoder. ``projected``, when the encoder has it, is the attention's
+    projection of the features, computed once per image instead of at every decoder step."""
 
     pixels: str
     features: str
     h0: str
     c0: str
+    projected: str | None = None
 
 
 class CaptionDecoderNames(_Strict):
-    """Tensor names of the one-step caption decoder."""
+    """Tensor names of the one-step caption decoder. With ``image_index``, the decoder takes the features
+    (and ``projected``) once per image and, per row, the index of its image; without it, per row."""
 
     tokens: str
     h: str
@@ -84,6 +87,8 @@ class CaptionDecoderNames(_Strict):
     h_out: str
     c_out: str
     alpha: str
+    projected: str | None = None
+    image_index: str | None = None
 
 
 class CaptionSpec(_Strict):
@@ -100,6 +105,12 @@ class CaptionSpec(_Strict):
     )
     encoder: CaptionEncoderNames
     decoder: CaptionDecoderNames
+
+    @model_validator(mode="after")
+    def _projection_both_sides(self) -> CaptionSpec:
+        if (self.encoder.projected is None) != (self.decoder.projected is None):
+            raise ValueError("caption: encoder and decoder name `projected` both or neither")
+        return self
 
 
 _TASK_PARTS: dict[str, tuple[set[str], set[str]]] = {

@@ -328,13 +328,18 @@ def _caption_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *,
-                   size: tuple[int, int] = (16, 16), overwrite: bool = False) -> Path:
+                   size: tuple[int, int] = (16, 16), per_image: bool = False,
+                   overwrite: bool = False) -> Path:
     """Write an `image-captioning` version (encoder, one-step decoder, tokenizer) and return its directory.
 
     Encoder: features[b, q] = mean RGB (de-normalised) of quadrant q (row-major: top-left, top-right,
     bottom-left, bottom-right); h0 = mean of the four; c0 = 0. Decoder: alpha = softmax over quadrants
     of features . h; ctx = sum alpha * features; logits = table[token] + [token == "a"] * colour terms
     of ctx; log_probs = log_softmax(logits); h_out = h; c_out = c + 1 (a step counter).
+
+    ``per_image``: the contract that `python -m training export` writes. The encoder also outputs
+    ``projected`` = 2 * features; the decoder takes ``features`` and ``projected`` once per image and
+    ``image_index`` per row, and scores with projected . h / 2 (the same captions).
     """
     height, width = size
     if height % 2 or width % 2:
@@ -350,23 +355,38 @@ def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *
          helper.make_node("Reshape", ["pooled", "regions_shape"], ["by_channel"]),
          helper.make_node("Transpose", ["by_channel"], ["features"], perm=[0, 2, 1]),
          helper.make_node("ReduceMean", ["features"], ["h0"], axes=[1], keepdims=0),
-         helper.make_node("Mul", ["h0", "zero"], ["c0"])],
+         helper.make_node("Mul", ["h0", "zero"], ["c0"]),
+         *([helper.make_node("Mul", ["features", "two"], ["projected"])] if per_image else [])],
         f"{name}-encoder",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, height, width])],
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, regions, dim]),
          helper.make_tensor_value_info("h0", TensorProto.FLOAT, [batch, hidden]),
-         helper.make_tensor_value_info("c0", TensorProto.FLOAT, [batch, hidden])],
+         helper.make_tensor_value_info("c0", TensorProto.FLOAT, [batch, hidden]),
+         *([helper.make_tensor_value_info("projected", TensorProto.FLOAT, [batch, regions, dim])]
+           if per_image else [])],
         {"std": _f32(IMAGENET_STD).reshape(1, 3, 1, 1), "mean": _f32(IMAGENET_MEAN).reshape(1, 3, 1, 1),
-         "regions_shape": np.array([0, 3, regions], np.int64), "zero": _f32(0.0)})
+         "regions_shape": np.array([0, 3, regions], np.int64), "zero": _f32(0.0),
+         **({"two": _f32(2.0)} if per_image else {})})
 
     table, gate, colour_weights, white_weights = _caption_tables()
+    if per_image:  # rows pick their image's features and projection; scores = projected . h / 2
+        lookup = [helper.make_node("Gather", ["features", "image_index"], ["row_features"], axis=0),
+                  helper.make_node("Gather", ["projected", "image_index"], ["row_projected"], axis=0),
+                  helper.make_node("Mul", ["row_projected", "half"], ["keys"])]
+        keys, values = "keys", "row_features"
+        per_image_inputs = [
+            helper.make_tensor_value_info("projected", TensorProto.FLOAT, ["images", regions, dim]),
+            helper.make_tensor_value_info("image_index", TensorProto.INT64, [batch])]
+    else:
+        lookup, keys, values, per_image_inputs = [], "features", "features", []
     decoder = _model(
-        [helper.make_node("Unsqueeze", ["h", "last_axis"], ["h_col"]),
-         helper.make_node("MatMul", ["features", "h_col"], ["scores_col"]),
+        [*lookup,
+         helper.make_node("Unsqueeze", ["h", "last_axis"], ["h_col"]),
+         helper.make_node("MatMul", [keys, "h_col"], ["scores_col"]),
          helper.make_node("Squeeze", ["scores_col", "last_axis"], ["scores"]),
          helper.make_node("Softmax", ["scores"], ["alpha"], axis=1),
          helper.make_node("Unsqueeze", ["alpha", "one_axis"], ["alpha_row"]),
-         helper.make_node("MatMul", ["alpha_row", "features"], ["ctx_row"]),
+         helper.make_node("MatMul", ["alpha_row", values], ["ctx_row"]),
          helper.make_node("Squeeze", ["ctx_row", "one_axis"], ["ctx"]),
          helper.make_node("MatMul", ["ctx", "colour_weights"], ["colour_logits"]),
          helper.make_node("ReduceMin", ["ctx"], ["ctx_min"], axes=[1], keepdims=1),
@@ -384,13 +404,16 @@ def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *
         [helper.make_tensor_value_info("tokens", TensorProto.INT64, [batch]),
          helper.make_tensor_value_info("h", TensorProto.FLOAT, [batch, hidden]),
          helper.make_tensor_value_info("c", TensorProto.FLOAT, [batch, hidden]),
-         helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, regions, dim])],
+         helper.make_tensor_value_info("features", TensorProto.FLOAT,
+                                       ["images" if per_image else batch, regions, dim]),
+         *per_image_inputs],
         [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, [batch, len(CAPTION_VOCAB)]),
          helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [batch, hidden]),
          helper.make_tensor_value_info("c_out", TensorProto.FLOAT, [batch, hidden]),
          helper.make_tensor_value_info("alpha", TensorProto.FLOAT, [batch, regions])],
         {"table": table, "gate": gate, "colour_weights": colour_weights, "white_weights": white_weights,
-         "last_axis": np.array([-1], np.int64), "one_axis": np.array([1], np.int64), "step": _f32(1.0)})
+         "last_axis": np.array([-1], np.int64), "one_axis": np.array([1], np.int64), "step": _f32(1.0),
+         **({"half": _f32(0.5)} if per_image else {})})
 
     version_dir = _version_dir(repo, name, version, overwrite)
     _save(encoder, version_dir / "encoder.onnx")
@@ -400,6 +423,8 @@ def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *
           "dark for black); a dark red image captions 'a dark square' greedily and 'a red square' with "
           "beam search.")
     ids = {word: i for i, word in enumerate(CAPTION_VOCAB)}
+    projected = {"projected": "projected"} if per_image else {}
+    image_index = {"image_index": "image_index"} if per_image else {}
     write_manifest(version_dir, {
         "name": name, "version": version, "task": "image-captioning",
         "description": "Tiny test captioner: 'a <colour> square' from the image's mean colour.",
@@ -408,9 +433,9 @@ def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *
         "image": _image_section("RGB", size, None, IMAGENET_MEAN, IMAGENET_STD, False),
         "caption": {"tokenizer": "tokenizer.json", "bos_id": ids["<start>"], "eos_id": ids["<end>"],
                     "pad_id": ids["<pad>"], "unk_id": ids["<unk>"], "max_length": CAPTION_MAX_LENGTH,
-                    "encoder": {k: k for k in ("pixels", "features", "h0", "c0")},
+                    "encoder": {k: k for k in ("pixels", "features", "h0", "c0")} | projected,
                     "decoder": {k: k for k in ("tokens", "h", "c", "features", "log_probs", "h_out",
-                                               "c_out", "alpha")}},
+                                               "c_out", "alpha")} | projected | image_index},
     })
     return version_dir
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,15 +58,20 @@ class Runtime(ABC):
         """Per graph key, the execution providers its session actually got."""
         return {key: session.get_providers() for key, session in self.sessions.items()}
 
-    def run(self, key: str, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+    def run(
+        self, key: str, feeds: dict[str, np.ndarray], outputs: list[str], shared: Collection[str] = ()
+    ) -> list[np.ndarray]:
         """Run one graph; returns the named outputs in order. For a padded graph (``batch_padding``), the
-        batch is padded to the next power of two and the outputs keep only the real rows."""
-        rows = batch_rows(feeds) if key in self.sized_sessions else None
+        batch is padded to the next power of two and the outputs keep only the real rows. Feeds named in
+        ``shared`` are not rows of the batch (a caption decoder's per-image features, which the rows
+        index): they are neither counted nor padded."""
+        batched = {name: value for name, value in feeds.items() if name not in shared}
+        rows = batch_rows(batched) if key in self.sized_sessions else None
         if not rows:
             return [np.asarray(value) for value in self.sessions[key].run(outputs, feeds)]
         size = padded_size(rows)
         if size != rows:
-            feeds = {name: pad_rows(value, size) for name, value in feeds.items()}
+            feeds = {**feeds, **{name: pad_rows(value, size) for name, value in batched.items()}}
         result: list[Any] = self._sized_session(key, size).run(outputs, feeds)
         return [np.asarray(v)[:rows] if np.ndim(v) and len(v) == size else np.asarray(v) for v in result]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -13,6 +14,23 @@ from .base import Runtime
 from .beam import BeamSearch, Hypothesis
 
 DEFAULT_BEAM_SIZE = 3  # when a request does not say
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """What the caption decoder attends to, one row per image: the encoder's features and, when the
+    model has it, their attention projection."""
+
+    features: np.ndarray
+    projected: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def rows(self, start: int, end: int) -> ImageContext:
+        """The images ``start:end`` (views, not copies)."""
+        projected = None if self.projected is None else self.projected[start:end]
+        return ImageContext(self.features[start:end], projected)
 
 
 class CaptionerRuntime(Runtime):
@@ -45,31 +63,42 @@ class CaptionerRuntime(Runtime):
         """Decoded images -> the encoder's input batch."""
         return image_batch(images, self.image_spec)
 
-    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Pixels -> (features, h0, c0)."""
+    def encode(self, pixels: np.ndarray) -> tuple[ImageContext, np.ndarray, np.ndarray]:
+        """Pixels -> (what the decoder attends to, per image; h0; c0)."""
         names = self.spec.encoder
-        features, h0, c0 = self.run("encoder", {names.pixels: pixels}, [names.features, names.h0, names.c0])
-        return features, h0, c0
+        wanted = [names.features, names.h0, names.c0] + ([names.projected] if names.projected else [])
+        features, h0, c0, *projected = self.run("encoder", {names.pixels: pixels}, wanted)
+        return ImageContext(features, projected[0] if projected else None), h0, c0
 
     def step(
-        self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray, features: np.ndarray
+        self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray, image_index: np.ndarray, context: ImageContext
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One decoder step for rows of (previous token, state, their image's features) ->
-        (log_probs, h_out, c_out)."""
+        """One decoder step for rows of (previous token, state, index of their image in ``context``) ->
+        (log_probs, h_out, c_out). A decoder with ``image_index`` takes the context once per image and
+        the index per row; an older one, the context's rows gathered per row."""
         names = self.spec.decoder
-        feeds = {names.tokens: tokens, names.h: h, names.c: c, names.features: features}
-        log_probs, h_out, c_out = self.run("decoder", feeds, [names.log_probs, names.h_out, names.c_out])
+        feeds = {names.tokens: tokens, names.h: h, names.c: c}
+        per_image = {names.features: context.features}
+        if names.projected and context.projected is not None:
+            per_image[names.projected] = context.projected
+        if names.image_index:
+            feeds |= per_image | {names.image_index: image_index}
+        else:
+            feeds |= {name: value[image_index] for name, value in per_image.items()}
+        outputs = [names.log_probs, names.h_out, names.c_out]
+        shared = per_image if names.image_index else {}
+        log_probs, h_out, c_out = self.run("decoder", feeds, outputs, shared=shared)
         return log_probs, h_out, c_out
 
     def infer(self, pixels: np.ndarray, max_length: int, beam_size: int) -> list[Hypothesis]:
         """Pixels -> the best token sequence per image and its score (one request alone; the service
         decodes many requests together: service/step_batching.py)."""
-        features, h0, c0 = self.encode(pixels)
+        context, h0, c0 = self.encode(pixels)
 
         def step(
             tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            return self.step(tokens, h, c, features[images])
+            return self.step(tokens, h, c, images, context)
 
         return self.new_search(h0, c0, max_length, beam_size).run(step)
 

@@ -22,7 +22,7 @@ from PIL import Image
 
 from service.main import create_app
 from service.settings import Settings
-from tests.model_factory import make_repository
+from tests.model_factory import make_captioner, make_repository
 
 ClientFactory = Callable[..., Any]
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +32,15 @@ ROOT = Path(__file__).resolve().parents[2]
 def tiny_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository with tiny-classifier, tiny-sentiment and tiny-captioner (version 1 each); read-only."""
     return make_repository(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def per_image_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository holding only a tiny-captioner with the per-image decoder (``image_index``,
+    ``projected``: the contract `python -m training export` writes); read-only."""
+    repo = tmp_path_factory.mktemp("per-image-models")
+    make_captioner(repo, per_image=True)
+    return repo
 
 
 @pytest.fixture

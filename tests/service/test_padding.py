@@ -93,9 +93,14 @@ def test_sentiment_padded_runs_give_the_unpadded_answers(tiny_repo: Path) -> Non
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_captioner_padded_decoding_gives_the_unpadded_captions(tiny_repo: Path) -> None:
-    padded, sizes = load(tiny_repo, "tiny-captioner", "on")
-    plain, _ = load(tiny_repo, "tiny-captioner", "off")
+@pytest.mark.parametrize("contract", ["per_row", "per_image"])
+def test_captioner_padded_decoding_gives_the_unpadded_captions(
+    contract: str, tiny_repo: Path, per_image_repo: Path
+) -> None:
+    # per image: features and projected are shared by the rows, not padded with them
+    repo = tiny_repo if contract == "per_row" else per_image_repo
+    padded, sizes = load(repo, "tiny-captioner", "on")
+    plain, _ = load(repo, "tiny-captioner", "off")
     assert isinstance(padded, CaptionerRuntime) and isinstance(plain, CaptionerRuntime)
     photos = images(3)
     got = padded.predict(photos, max_length=6, beam_size=3)

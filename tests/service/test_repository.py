@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from service.manifest import Manifest
 from service.repository import sha256_file
 from tests.model_factory import make_classifier
 
@@ -151,3 +153,11 @@ def test_cpu_only_provider_list(tiny_repo: Path) -> None:
     ) as client:
         (model,) = client.get("/v1/models").json()["models"]
     assert model["requested_providers"] == model["providers"] == ["CPUExecutionProvider"]
+
+
+def test_a_caption_projection_must_be_named_on_both_sides(per_image_repo: Path) -> None:
+    manifest = json.loads((per_image_repo / "tiny-captioner" / "1" / "manifest.json").read_text())
+    assert Manifest.model_validate(manifest).caption is not None  # the per-image contract is valid
+    del manifest["caption"]["encoder"]["projected"]  # the decoder would wait for a tensor nobody makes
+    with pytest.raises(ValueError, match="`projected` both or neither"):
+        Manifest.model_validate(manifest)

@@ -1,5 +1,6 @@
-"""Caption decoding batched per step across requests, on the real tiny captioner: requests join and leave
-the running set between steps, and every result equals the per-request beam search exactly."""
+"""Caption decoding batched per step across requests, on the real tiny captioner (both decoder contracts):
+requests join and leave the running set between steps, and every result equals the per-request beam
+search exactly. The running images' features stay in the rows of one buffer (``ImageSlots``)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,23 @@ from service.preprocessing import image_batch
 from service.repository import discover, load_version, read_manifest
 from service.runtimes import CaptionerRuntime
 from service.runtimes.beam import Hypothesis
+from service.runtimes.captioner import ImageContext
 from service.settings import Settings
-from service.step_batching import CaptionBatcher
+from service.step_batching import CaptionBatcher, ImageSlots
 
 
-@pytest.fixture
-def captioner(tiny_repo: Path) -> CaptionerRuntime:
-    version = next(v for v in discover(tiny_repo) if v.name == "tiny-captioner")
-    runtime = load_version(read_manifest(version), version.path, Settings(models_dir=tiny_repo))
+def load_captioner(repo: Path) -> CaptionerRuntime:
+    version = next(v for v in discover(repo) if v.name == "tiny-captioner")
+    runtime = load_version(read_manifest(version), version.path, Settings(models_dir=repo))
     assert isinstance(runtime, CaptionerRuntime)
     return runtime
+
+
+@pytest.fixture(params=["per_row", "per_image"])
+def captioner(request: pytest.FixtureRequest, tiny_repo: Path, per_image_repo: Path) -> CaptionerRuntime:
+    """The tiny captioner with either decoder contract: features per row, or per image with
+    ``image_index`` and ``projected``."""
+    return load_captioner(tiny_repo if request.param == "per_row" else per_image_repo)
 
 
 @pytest.fixture
@@ -131,3 +139,57 @@ def test_the_running_set_is_bounded_in_images(
         captioner.infer(pixels(captioner, s, 1), 20, 1) for s in range(5)
     ]
     assert max(steps) <= 2
+
+
+def test_both_decoder_contracts_give_the_same_captions_through_the_batcher(
+    tiny_repo: Path, per_image_repo: Path
+) -> None:
+    results = []
+    for repo in (tiny_repo, per_image_repo):
+        runtime = load_captioner(repo)
+        config = BatchConfig(max_size=8, max_delay_s=0.05, queue_size=64)
+        batcher = CaptionBatcher("tiny-captioner", runtime, config, Metrics().model("tiny-captioner", 1))
+        try:
+            futures = [
+                batcher.submit(pixels(runtime, seed, 1 + seed % 3), 12, 1 + seed % 4) for seed in range(10)
+            ]
+            results.append([f.result(timeout=60) for f in futures])
+        finally:
+            batcher.close()
+    per_row, per_image = ([h for request in result for h in request] for result in results)
+    assert [h.tokens for h in per_row] == [h.tokens for h in per_image]
+    np.testing.assert_allclose([h.score for h in per_row], [h.score for h in per_image], rtol=1e-5)
+
+
+def context(values: list[float]) -> ImageContext:
+    """One image per value: features [N, 2, 3] and projected [N, 2, 1] filled with it."""
+    column = np.asarray(values, dtype=np.float32)[:, None, None]
+    return ImageContext(np.broadcast_to(column, (len(values), 2, 3)).copy(), 2 * column.repeat(2, axis=1))
+
+
+def test_image_slots_take_the_lowest_free_rows_and_view_up_to_the_highest() -> None:
+    slots = ImageSlots()
+    a = slots.place(context([1.0, 2.0]))
+    b = slots.place(context([3.0]))
+    assert a.tolist() == [0, 1] and b.tolist() == [2]
+    view = slots.view()
+    assert len(view) == 4  # rows 0..2 in use, rounded up to a power of two
+    assert view.features[b, 0, 0].tolist() == [3.0] and view.projected is not None
+    assert view.projected[a, 1, 0].tolist() == [2.0, 4.0]
+    slots.release(a)
+    assert len(slots.view()) == 4  # row 2 is still in use
+    c = slots.place(context([5.0]))
+    assert c.tolist() == [0]  # a freed row is taken again
+    slots.release(b)
+    assert len(slots.view()) == 1 and slots.view().features[0, 0, 0] == 5.0
+
+
+def test_image_slots_grow_and_keep_the_rows_in_use() -> None:
+    slots = ImageSlots()
+    first = slots.place(context([1.0]))
+    more = slots.place(context([float(v) for v in range(2, 8)]))  # 7 rows: the buffer grows to 8
+    assert first.tolist() == [0] and more.tolist() == list(range(1, 7))
+    assert slots.buffer is not None and len(slots.buffer) == 8
+    view = slots.view()
+    assert view.features[:7, 0, 0].tolist() == [float(v) for v in range(1, 8)]
+    assert view.projected is not None and view.projected[:7, 0, 0].tolist() == [2.0 * v for v in range(1, 8)]
