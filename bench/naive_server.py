@@ -109,7 +109,6 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
     ).eval_transform()
     caption_tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
     caption_spec = manifest["caption"]
-    step = numpy_step(captioner.decoder, device)
 
     @app.post("/v1/caption")
     def caption(
@@ -119,12 +118,11 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
             results = []
             for upload in files:
                 pixels = caption_transform(_image(upload.file.read())).unsqueeze(0).to(device)
-                features, h, c = (t.cpu() for t in captioner.encode(pixels))
+                features, h, c = captioner.encode(pixels)
                 best = beam_search(
-                    step,
-                    features.numpy(),
-                    h.numpy(),
-                    c.numpy(),
+                    numpy_step(captioner.decoder, device, features),
+                    h.cpu().numpy(),
+                    c.cpu().numpy(),
                     bos=caption_spec["bos_id"],
                     eos=caption_spec["eos_id"],
                     max_length=caption_spec["max_length"],

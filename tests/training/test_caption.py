@@ -142,8 +142,9 @@ def test_forward_shapes_and_step_match_teacher_forcing() -> None:
     logits, alphas = model.decoder(features, captions, torch.tensor([4, 3, 5]))
     assert logits.shape == (3, 4, 30) and alphas.shape == (3, 4, 4)
     torch.testing.assert_close(alphas[:, :2].sum(-1), torch.ones(3, 2))
+    projected, rows = model.decoder.project(features), torch.arange(3)
     for t in range(2):  # one step of the exported graph equals teacher forcing
-        log_probs, h, c, _ = model.decoder.step(captions[:, t], h, c, features)
+        log_probs, h, c, _ = model.decoder.step(captions[:, t], h, c, features, projected, rows)
         torch.testing.assert_close(log_probs, torch.log_softmax(logits[:, t], -1), atol=1e-5, rtol=1e-4)
 
 
@@ -164,7 +165,7 @@ def test_layer3_encoder_is_a_quarter_of_the_body_with_a_finer_grid() -> None:
 
 def _toy_step(table: dict[tuple[int, ...], list[float]]):
     """A fake decoder whose 'state' h carries the last token, to test the search semantics alone."""
-    def step(tokens, h, c, features):
+    def step(tokens, h, c, images):
         rows = [np.log(np.asarray(table[(int(t),)], dtype=np.float32) + 1e-9) for t in tokens]
         return np.stack(rows), np.asarray(tokens, np.float32)[:, None], c
     return step
@@ -175,7 +176,7 @@ def test_beam_search_beats_greedy_on_toy_decoder() -> None:
     # beam 2 also keeps "b" (0.4), whose <end> follows with 0.9.
     table = {(2,): [0, 0, 0, 0.1, 0.5, 0.4], (4,): [0, 0, 0, 0.3, 0.35, 0.35],
              (5,): [0, 0, 0, 0.9, 0.05, 0.05]}
-    args = (np.zeros((1, 1, 1), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+    args = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
     options = {"bos": 2, "eos": 3, "max_length": 4}
     best = beam_search(_toy_step(table), *args, beam_size=2, **options)
     assert best.ids == (5, 3) and best.score == pytest.approx(np.log(0.4 * 0.9) / 2, rel=1e-5)
@@ -192,7 +193,7 @@ LENGTH_TABLE = {(2,): [0, 0, 0, 0, 0.6, 0.4, 0], (4,): [0, 0, 0, 0.5, 0.25, 0.25
 
 @pytest.mark.parametrize(("length_penalty", "ids"), [(0.0, (4, 3)), (1.0, (5, 6, 3))])
 def test_length_penalty_picks_among_finished_captions(length_penalty: float, ids: tuple[int, ...]) -> None:
-    args = (np.zeros((1, 1, 1), np.float32), np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
+    args = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
     best = beam_search(_toy_step(LENGTH_TABLE), *args, bos=2, eos=3, max_length=5, beam_size=2,
                        length_penalty=length_penalty)
     assert best.ids == ids
@@ -259,10 +260,11 @@ def test_export_writes_the_contract(version_dir: Path) -> None:
     assert all(sha256_file(version_dir / f) == h for f, h in manifest["files"].items())
     assert "- A test note." in (version_dir / "card.md").read_text().split("## Known limits")[1]
     encoder, decoder = manifest["graphs"]["encoder"], manifest["graphs"]["decoder"]
-    assert [t["name"] for t in encoder["outputs"]] == ["features", "h0", "c0"]
+    assert [t["name"] for t in encoder["outputs"]] == ["features", "h0", "c0", "projected"]
     assert encoder["outputs"][0]["shape"] == [-1, 16, 256]  # layer3, stride 16
     assert [(t["name"], t["dtype"]) for t in decoder["inputs"]] == [
-        ("tokens", "int64"), ("h", "float32"), ("c", "float32"), ("features", "float32")]
+        ("tokens", "int64"), ("h", "float32"), ("c", "float32"), ("features", "float32"),
+        ("projected", "float32"), ("image_index", "int64")]
     assert [t["name"] for t in decoder["outputs"]] == ["log_probs", "h_out", "c_out", "alpha"]
     caption = manifest["caption"]
     assert (caption["bos_id"], caption["eos_id"], caption["pad_id"], caption["unk_id"]) == (2, 3, 0, 1)
@@ -277,18 +279,22 @@ def test_onnx_step_parity_and_beam_search(version_dir: Path, run_dir: Path) -> N
     onnx_model = OnnxCaptioner(version_dir)
     pixels = np.random.default_rng(1).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32)
     with torch.no_grad():
-        features, h0, c0 = (x.numpy() for x in model.encode(torch.from_numpy(pixels)))
-    for got, expected in zip(onnx_model.encode(pixels), (features, h0, c0), strict=True):
-        np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
-    tokens = np.array([2, 5, 7, 3], dtype=np.int64)
-    torch_step = numpy_step(model.decoder, torch.device("cpu"))
-    for got, expected in zip(onnx_model.step(tokens, h0, c0, features), torch_step(tokens, h0, c0, features),
-                             strict=True):
+        features, h0, c0 = model.encode(torch.from_numpy(pixels))
+        projected = model.decoder.project(features)
+    encoded = onnx_model.encode(pixels)
+    for got, expected in zip(encoded, (features, h0, c0, projected), strict=True):
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4, rtol=1e-3)
+    # rows of mixed images, one image twice and one not at all, as the beams of several searches are
+    tokens, images = np.array([2, 5, 7, 3, 9], dtype=np.int64), np.array([3, 0, 3, 1, 0])
+    h, c = h0.numpy()[images], c0.numpy()[images]
+    torch_step = numpy_step(model.decoder, torch.device("cpu"), features)
+    for got, expected in zip(onnx_model.step_for(encoded[0], encoded[3])(tokens, h, c, images),
+                             torch_step(tokens, h, c, images), strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
     options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": 8, "beam_size": 3,
                "length_penalty": onnx_model.spec["length_penalty"]}
     for i, hypothesis in enumerate(onnx_model.search(pixels, beam_size=3)):
-        expected = beam_search(torch_step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1], **options)
+        expected = beam_search(torch_step, h0[i:i + 1].numpy(), c0[i:i + 1].numpy(), image=i, **options)
         assert hypothesis.ids == expected.ids
         assert hypothesis.score == pytest.approx(expected.score, abs=1e-4)
 

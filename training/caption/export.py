@@ -23,32 +23,37 @@ from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from training.version import ParityError, check_onnx, next_version, onnx_parity, write_version
 
 OPSET = 17
-ENCODER_IO = {"pixels": "pixels", "features": "features", "h0": "h0", "c0": "c0"}
-DECODER_IO = {"tokens": "tokens", "h": "h", "c": "c", "features": "features",
-              "log_probs": "log_probs", "h_out": "h_out", "c_out": "c_out", "alpha": "alpha"}
+ENCODER_IO = {"pixels": "pixels", "features": "features", "h0": "h0", "c0": "c0", "projected": "projected"}
+DECODER_IO = {"tokens": "tokens", "h": "h", "c": "c", "features": "features", "projected": "projected",
+              "image_index": "image_index", "log_probs": "log_probs", "h_out": "h_out", "c_out": "c_out",
+              "alpha": "alpha"}
+DECODER_INPUTS = ["tokens", "h", "c", "features", "projected", "image_index"]
 
 
 class EncoderGraph(nn.Module):
-    """pixels -> (features, h0, c0): the backbone plus the decoder's initial-state layers."""
+    """pixels -> (features, h0, c0, projected): the backbone, the decoder's initial-state layers and the
+    attention's projection of the features (once per image rather than at every step)."""
 
     def __init__(self, model: Captioner) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.encode(pixels)
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features, h0, c0 = self.model.encode(pixels)
+        return features, h0, c0, self.model.decoder.project(features)
 
 
 class DecoderGraph(nn.Module):
-    """(tokens, h, c, features) -> (log_probs, h_out, c_out, alpha): one decoding step."""
+    """(tokens, h, c [R]; features, projected [B]; image_index [R]) -> (log_probs, h_out, c_out, alpha):
+    one decoding step for R rows of B images."""
 
     def __init__(self, decoder: AttentionDecoder) -> None:
         super().__init__()
         self.decoder = decoder
 
-    def forward(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
-                features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.decoder.step(tokens, h, c, features)
+    def forward(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor, features: torch.Tensor,
+                projected: torch.Tensor, image_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.decoder.step(tokens, h, c, features, projected, image_index)
 
 
 def load_captioner(checkpoint_path: Path) -> tuple[Captioner, dict]:
@@ -66,23 +71,28 @@ def _tensor(name: str, dtype: str, shape: list[int]) -> dict:
 
 
 def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, inputs: list[str],
-            outputs: list[str]) -> None:
+            outputs: list[str], per_image: tuple[str, ...] = ()) -> None:
+    """Export with every first axis dynamic: ``batch`` (rows), or ``images`` for the ``per_image`` tensors
+    when rows and images differ (the decoder)."""
     module.eval()  # a fresh wrapper is in training mode, and export restores that mode onto the whole model
+    axes = {name: {0: "images" if name in per_image else "batch"} for name in inputs + outputs}
     torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs, opset_version=OPSET,
-                      dynamic_axes={name: {0: "batch"} for name in inputs + outputs}, dynamo=False)
+                      dynamic_axes=axes, dynamo=False)
     check_onnx(path)
 
 
 def _graphs(config: CaptionerConfig, size: list[int], positions: int) -> dict:
-    d, h, v = config.feature_dim, config.hidden_dim, config.vocab_size
+    d, h, v, a = config.feature_dim, config.hidden_dim, config.vocab_size, config.attention_dim
     state = [_tensor("h", "float32", [-1, h]), _tensor("c", "float32", [-1, h])]
+    per_image = [_tensor("features", "float32", [-1, positions, d]),
+                 _tensor("projected", "float32", [-1, positions, a])]
     return {"encoder": {"file": "encoder.onnx",
                         "inputs": [_tensor("pixels", "float32", [-1, 3, *size])],
-                        "outputs": [_tensor("features", "float32", [-1, positions, d]),
-                                    _tensor("h0", "float32", [-1, h]), _tensor("c0", "float32", [-1, h])]},
+                        "outputs": [per_image[0], _tensor("h0", "float32", [-1, h]),
+                                    _tensor("c0", "float32", [-1, h]), per_image[1]]},
             "decoder": {"file": "decoder.onnx",
-                        "inputs": [_tensor("tokens", "int64", [-1]), *state,
-                                   _tensor("features", "float32", [-1, positions, d])],
+                        "inputs": [_tensor("tokens", "int64", [-1]), *state, *per_image,
+                                   _tensor("image_index", "int64", [-1])],
                         "outputs": [_tensor("log_probs", "float32", [-1, v]),
                                     _tensor("h_out", "float32", [-1, h]),
                                     _tensor("c_out", "float32", [-1, h]),
@@ -95,28 +105,31 @@ def _check_parity(model: Captioner, directory: Path, manifest: dict, size: list[
     pixel_feeds = [{"pixels": rng.standard_normal((b, 3, *size), dtype=np.float32)} for b in (1, 2, 5)]
     @torch.no_grad()
     def encoder_ref(pixels: np.ndarray) -> list[np.ndarray]:
-        return [x.numpy() for x in model.encode(torch.from_numpy(pixels))]
+        return [x.numpy() for x in EncoderGraph(model)(torch.from_numpy(pixels))]
 
     @torch.no_grad()
     def decoder_ref(**feed: np.ndarray) -> list[np.ndarray]:
-        arrays = (feed[name] for name in ("tokens", "h", "c", "features"))
-        return [x.numpy() for x in model.decoder.step(*(torch.from_numpy(a) for a in arrays))]
+        arrays = (torch.from_numpy(feed[name]) for name in DECODER_INPUTS)
+        return [x.numpy() for x in model.decoder.step(*arrays)]
 
     worst_encoder = onnx_parity(directory / "encoder.onnx", encoder_ref, pixel_feeds)
     decoder_feeds = []
-    for feed in pixel_feeds:
-        features, h, c = encoder_ref(feed["pixels"])
-        tokens = rng.integers(0, model.config.vocab_size, len(features), dtype=np.int64)
-        decoder_feeds.append({"tokens": tokens, "h": h, "c": c, "features": features})
+    for feed in pixel_feeds:  # two rows per image, as beams are, in an order that mixes the images
+        features, h, c, projected = encoder_ref(feed["pixels"])
+        image_index = rng.permutation(np.repeat(np.arange(len(features)), 2))
+        tokens = rng.integers(0, model.config.vocab_size, len(image_index), dtype=np.int64)
+        decoder_feeds.append({"tokens": tokens, "h": h[image_index], "c": c[image_index],
+                              "features": features, "projected": projected, "image_index": image_index})
     worst_decoder = onnx_parity(directory / "decoder.onnx", decoder_ref, decoder_feeds)
     onnx_model = OnnxCaptioner(directory, manifest)
-    step, caption = numpy_step(model.decoder, torch.device("cpu")), manifest["caption"]
+    caption = manifest["caption"]
     pixels = pixel_feeds[-1]["pixels"][:3]
-    features, h0, c0 = encoder_ref(pixels)
+    features, h0, c0, _ = encoder_ref(pixels)
+    step = numpy_step(model.decoder, torch.device("cpu"), features)
     for beam_size in (1, 3):
         options = {"bos": caption["bos_id"], "eos": caption["eos_id"], "max_length": caption["max_length"],
                    "beam_size": beam_size, "length_penalty": caption["length_penalty"]}
-        expected = [beam_search(step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1], **options).ids
+        expected = [beam_search(step, h0[i:i + 1], c0[i:i + 1], image=i, **options).ids
                     for i in range(len(pixels))]
         got = [hyp.ids for hyp in onnx_model.search(pixels, beam_size)]
         if got != expected:
@@ -136,6 +149,8 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str, version: in
     with torch.no_grad():
         pixels = torch.zeros(2, 3, *image["size"])
         features, h0, c0 = model.encode(pixels)
+        projected = model.decoder.project(features)
+        image_index = torch.tensor([0, 0, 1])  # rows differ from images in number, as beams make them
     caption = {"tokenizer": "tokenizer.json", "bos_id": BOS_ID, "eos_id": EOS_ID, "pad_id": PAD_ID,
                "unk_id": UNK_ID, "max_length": checkpoint["max_length"], "length_penalty": length_penalty,
                "encoder": dict(ENCODER_IO), "decoder": dict(DECODER_IO)}
@@ -148,11 +163,13 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str, version: in
                 "caption": caption, "metrics": {}}
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        tokens = torch.full((2,), BOS_ID, dtype=torch.long)
+        tokens = torch.full((3,), BOS_ID, dtype=torch.long)
         _export(EncoderGraph(model), (pixels,), directory / "encoder.onnx", ["pixels"],
-                ["features", "h0", "c0"])
-        _export(DecoderGraph(model.decoder), (tokens, h0, c0, features), directory / "decoder.onnx",
-                ["tokens", "h", "c", "features"], ["log_probs", "h_out", "c_out", "alpha"])
+                ["features", "h0", "c0", "projected"])
+        _export(DecoderGraph(model.decoder),
+                (tokens, h0[image_index], c0[image_index], features, projected, image_index),
+                directory / "decoder.onnx", DECODER_INPUTS, ["log_probs", "h_out", "c_out", "alpha"],
+                per_image=("features", "projected"))
         tokenizer.save(str(directory / "tokenizer.json"))
         parity = _check_parity(model, directory, manifest, image["size"])
         manifest["provenance"] = {

@@ -85,14 +85,14 @@ def caption_features(model: Captioner, features: torch.Tensor, tokenizer: Tokeni
                      max_length: int, beam_size: int = 1, batch_size: int = 100) -> list[str]:
     """Captions of encoder ``features`` [N, L, D] with the PyTorch decoder: batched greedy for beam size 1."""
     model.eval()
-    step, captions = numpy_step(model.decoder, device), []
+    captions: list[str] = []
     for chunk in features.split(batch_size):
         chunk = chunk.float().to(device)
         h, c = (x.cpu().numpy() for x in model.decoder.init_state(chunk))
-        chunk = chunk.cpu().numpy()
+        step = numpy_step(model.decoder, device, chunk)
         options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": max_length}
-        ids = (greedy_search(step, chunk, h, c, **options) if beam_size == 1 else
-               [beam_search(step, chunk[i:i + 1], h[i:i + 1], c[i:i + 1], beam_size=beam_size, **options).ids
+        ids = (greedy_search(step, h, c, **options) if beam_size == 1 else
+               [beam_search(step, h[i:i + 1], c[i:i + 1], image=i, beam_size=beam_size, **options).ids
                 for i in range(len(chunk))])
         captions += [decode_caption(tokenizer, i) for i in ids]
     return captions

@@ -102,10 +102,18 @@ class AttentionDecoder(nn.Module):
         h, c = self.lstm(torch.cat([self.embedding(tokens), context], dim=1), (h, c))
         return h, c, alpha
 
-    def step(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
-             features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One decoding step (the exported decoder graph): log-probs [B, V], h, c, alpha [B, L]."""
-        h, c, alpha = self._step(tokens, h, c, features, self.attention.feature_proj(features))
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """The attention's projection of the features [B, L, D] -> [B, L, A]: once per image, not per
+        step (the exported encoder graph computes it)."""
+        return self.attention.feature_proj(features)
+
+    def step(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor, features: torch.Tensor,
+             projected: torch.Tensor,
+             image_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One decoding step (the exported decoder graph) for rows of (token, state) [R], whose images'
+        ``features`` [B, L, D] and ``projected`` [B, L, A] are given once per image and picked per row by
+        ``image_index`` [R]: log-probs [R, V], h, c, alpha [R, L]."""
+        h, c, alpha = self._step(tokens, h, c, features[image_index], projected[image_index])
         return torch.log_softmax(self.fc(self.dropout(h)), dim=1), h, c, alpha
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor,
@@ -151,14 +159,18 @@ class Captioner(nn.Module):
         return features, h0, c0
 
 
-def numpy_step(decoder: AttentionDecoder, device: torch.device) -> Step:
-    """Wrap :meth:`AttentionDecoder.step` as the numpy step function the searches in ``search`` call."""
+def numpy_step(decoder: AttentionDecoder, device: torch.device, features: np.ndarray | torch.Tensor) -> Step:
+    """Wrap :meth:`AttentionDecoder.step` as the numpy step function the searches in ``search`` call,
+    for the batch of images whose encoder ``features`` [B, L, D] are given (projected once, here)."""
+    with torch.no_grad():
+        image_features = torch.as_tensor(features).float().to(device)
+        projected = decoder.project(image_features)
 
     @torch.no_grad()
     def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
-             features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        inputs = [torch.from_numpy(np.ascontiguousarray(x)).to(device) for x in (tokens, h, c, features)]
-        log_probs, h_out, c_out, _ = decoder.step(*inputs)
+             images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        inputs = [torch.from_numpy(np.ascontiguousarray(x)).to(device) for x in (tokens, h, c, images)]
+        log_probs, h_out, c_out, _ = decoder.step(*inputs[:3], image_features, projected, inputs[3])
         return log_probs.cpu().numpy(), h_out.cpu().numpy(), c_out.cpu().numpy()
 
     return step

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from training.caption.search import Hypothesis, beam_search
+from training.caption.search import Hypothesis, Step, beam_search
 from training.caption.vocab import decode_caption
 from training.version import read_manifest
 
@@ -34,26 +34,40 @@ class OnnxCaptioner:
             for key in ("encoder", "decoder"))
         self.tokenizer = Tokenizer.from_file(str(self.version_dir / self.spec["tokenizer"]))
 
-    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Preprocessed images [B, 3, H, W] -> (features, h0, c0)."""
+    def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """Preprocessed images [B, 3, H, W] -> (features, h0, c0, projected); ``projected`` is None for
+        versions whose encoder does not compute it (their decoder projects at every step)."""
         names = self.spec["encoder"]
-        outputs = self.encoder.run([names["features"], names["h0"], names["c0"]],
-                                   {names["pixels"]: pixels.astype(np.float32)})
-        return outputs[0], outputs[1], outputs[2]
+        wanted = [names["features"], names["h0"], names["c0"]]
+        wanted += [names["projected"]] if names.get("projected") else []
+        features, h0, c0, *projected = self.encoder.run(wanted, {names["pixels"]: pixels.astype(np.float32)})
+        return features, h0, c0, (projected[0] if projected else None)
 
-    def step(self, tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
-             features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One decoder step: (log_probs, h_out, c_out)."""
+    def step_for(self, features: np.ndarray, projected: np.ndarray | None) -> Step:
+        """The decoder step (``search.Step``) over the images whose encoder outputs are given. Versions
+        whose decoder has ``image_index`` take the features once per image; older ones, per row."""
         names = self.spec["decoder"]
-        feed = {names["tokens"]: tokens.astype(np.int64), names["h"]: h, names["c"]: c,
-                names["features"]: features}
-        outputs = self.decoder.run([names["log_probs"], names["h_out"], names["c_out"]], feed)
-        return outputs[0], outputs[1], outputs[2]
+        per_image = {names["features"]: features}
+        if names.get("projected"):
+            per_image[names["projected"]] = projected
+
+        def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
+                 images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            feed = {names["tokens"]: tokens.astype(np.int64), names["h"]: h, names["c"]: c}
+            if names.get("image_index"):
+                feed |= {**per_image, names["image_index"]: images.astype(np.int64)}
+            else:
+                feed |= {name: value[images] for name, value in per_image.items()}
+            outputs = self.decoder.run([names["log_probs"], names["h_out"], names["c_out"]], feed)
+            return outputs[0], outputs[1], outputs[2]
+
+        return step
 
     def search(self, pixels: np.ndarray, beam_size: int = 3) -> list[Hypothesis]:
         """Beam search for each image of a preprocessed batch [B, 3, H, W]."""
-        features, h0, c0 = self.encode(pixels)
-        return [beam_search(self.step, features[i:i + 1], h0[i:i + 1], c0[i:i + 1],
+        features, h0, c0, projected = self.encode(pixels)
+        step = self.step_for(features, projected)
+        return [beam_search(step, h0[i:i + 1], c0[i:i + 1], image=i,
                             bos=self.spec["bos_id"], eos=self.spec["eos_id"],
                             max_length=self.spec["max_length"], beam_size=beam_size,
                             length_penalty=self.spec.get("length_penalty", 1.0))

@@ -1,8 +1,9 @@
 """Greedy and beam search over a one-step decoder, in numpy, exactly as ``models/README.md`` specifies.
 
-The step function is the decoder graph: ``(tokens [N], h [N, H], c [N, H], features [N, L, D]) ->
-(log_probs [N, V], h_out, c_out)``. The PyTorch model (``model.numpy_step``) and the exported ONNX graphs
-(``runtime.OnnxCaptioner``) both plug in here, so a parity test compares the two networks over whole
+The step function is one decoder step over a batch of images it was made for: ``(tokens [N], h [N, H],
+c [N, H], images [N]) -> (log_probs [N, V], h_out, c_out)``, where ``images`` says which image of that
+batch each row decodes. The PyTorch model (``model.numpy_step``) and the exported ONNX graphs
+(``runtime.OnnxCaptioner.step_for``) both plug in here, so a parity test compares the two networks over whole
 searches. Decoding starts from ``bos``; a hypothesis ends at ``eos`` (kept as its last token) or after
 ``max_length`` tokens. Its score is the summed log-probability divided by its length in tokens; the
 search returns the hypothesis with the highest summed log-probability / length ** ``length_penalty``
@@ -32,9 +33,10 @@ class Hypothesis:
         return self.log_prob / max(1, len(self.ids))
 
 
-def beam_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
+def beam_search(step: Step, h: np.ndarray, c: np.ndarray, *, image: int = 0, bos: int, eos: int,
                 max_length: int, beam_size: int, length_penalty: float = 1.0) -> Hypothesis:
-    """Beam search for one image (``features`` [1, L, D], ``h``/``c`` [1, H]); return the best hypothesis.
+    """Beam search for image ``image`` of the step's batch (``h``/``c`` [1, H], its initial state); return
+    the best hypothesis.
 
     Each step extends every live hypothesis by every token and keeps the ``beam_size - finished`` best
     by summed log-probability (ties: lower hypothesis index, then lower token id). Those ending in ``eos``
@@ -49,7 +51,7 @@ def beam_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, 
     sequences: list[tuple[int, ...]] = [()]
     finished: list[Hypothesis] = []
     for _ in range(max_length):
-        log_probs, h, c = step(tokens, h, c, np.repeat(features, len(tokens), axis=0))
+        log_probs, h, c = step(tokens, h, c, np.full(len(tokens), image, dtype=np.int64))
         totals = (sums[:, None] + log_probs.astype(np.float64)).ravel()
         best = np.argsort(-totals, kind="stable")[: beam_size - len(finished)]
         rows, words = np.divmod(best, log_probs.shape[1])
@@ -69,14 +71,16 @@ def beam_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, 
     return max(finished, key=lambda hyp: hyp.log_prob / max(1, len(hyp.ids)) ** length_penalty)
 
 
-def greedy_search(step: Step, features: np.ndarray, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
+def greedy_search(step: Step, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
                   max_length: int) -> list[tuple[int, ...]]:
-    """Batched greedy decoding (beam size 1) for ``features`` [B, L, D]; returns the ids of each image."""
-    tokens = np.full(len(features), bos, dtype=np.int64)
-    outputs: list[list[int]] = [[] for _ in range(len(features))]
-    done = np.zeros(len(features), dtype=bool)
+    """Batched greedy decoding (beam size 1) of every image of the step's batch, from their initial
+    states ``h``/``c`` [B, H]; returns the ids of each image."""
+    tokens = np.full(len(h), bos, dtype=np.int64)
+    images = np.arange(len(h))
+    outputs: list[list[int]] = [[] for _ in range(len(h))]
+    done = np.zeros(len(h), dtype=bool)
     for _ in range(max_length):
-        log_probs, h, c = step(tokens, h, c, features)
+        log_probs, h, c = step(tokens, h, c, images)
         tokens = log_probs.argmax(axis=1).astype(np.int64)
         for i in np.flatnonzero(~done):
             outputs[i].append(int(tokens[i]))
