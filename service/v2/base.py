@@ -67,6 +67,11 @@ class Servable(ABC):
     ) -> dict[str, np.ndarray]:
         """Run inference on checked inputs; returns at least the named outputs (blocking)."""
 
+    def first_axes(self) -> dict[str, str]:
+        """Per input, the name of its first axis: inputs whose first axes share a name must agree on its
+        size. Here every input's is the batch."""
+        return {t.name: "batch" for t in self.inputs}
+
     @property
     def version(self) -> str:
         """The registry version this model is, as the protocol writes versions."""
@@ -118,11 +123,14 @@ class Servable(ABC):
         missing = [name for name in specs if name not in checked]
         if missing:
             raise BadRequest(f"model '{self.name}' needs input(s) {', '.join(missing)}")
+        axes = self.first_axes()
         batches = {name: tensor.shape[0] for name, (tensor, _) in checked.items()}
-        if len(set(batches.values())) > 1:
-            sizes = ", ".join(f"{name} {size}" for name, size in batches.items())
-            raise BadRequest(f"the inputs disagree on the batch size (first dimension): {sizes}")
-        check_item_count(next(iter(batches.values())), self.batch_kind, self.settings.max_batch_items)
+        for axis in dict.fromkeys(axes.values()):
+            group = {name: size for name, size in batches.items() if axes[name] == axis}
+            if len(set(group.values())) > 1:
+                sizes = ", ".join(f"{name} {size}" for name, size in group.items())
+                raise BadRequest(f"the inputs disagree on the batch size (first dimension, {axis}): {sizes}")
+        check_item_count(max(batches.values()), self.batch_kind, self.settings.max_batch_items)
         arrays = {}
         for name, (tensor, spec) in checked.items():
             array = to_numpy(tensor)

@@ -36,12 +36,25 @@ class GraphModel(Servable):
     def outputs(self) -> list[TensorMeta]:
         return [TensorMeta(t.name, MANIFEST_DATATYPES[t.dtype], tuple(t.shape)) for t in self.graph.outputs]
 
+    def first_axes(self) -> dict[str, str]:
+        """The graph's own names of its inputs' first axes: a caption decoder that takes its features
+        once per image has ``images`` there and ``batch`` (its rows) elsewhere. A fixed or unnamed first
+        axis counts as the batch."""
+        session = self.runtime().sessions[self.key]
+        return {
+            t.name: t.shape[0] if t.shape and isinstance(t.shape[0], str) else "batch"
+            for t in session.get_inputs()
+        }
+
     def infer(
         self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
     ) -> dict[str, np.ndarray]:
         runtime = self.runtime()
+        axes = self.first_axes()
+        rows = axes[self.graph.inputs[0].name]
+        shared = [name for name, axis in axes.items() if axis != rows]  # not padded with the rows
         try:
-            arrays = runtime.run(self.key, inputs, outputs)
+            arrays = runtime.run(self.key, inputs, outputs, shared=shared)
         except (InvalidArgument, Fail) as exc:  # values the graph cannot take: token ids out of range, ...
             raise BadRequest(f"{self.graph.file} cannot run on these inputs: {exc}") from exc
         return dict(zip(outputs, arrays, strict=True))

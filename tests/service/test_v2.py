@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 from service.manifest import Manifest
 from service.preprocessing import TextEncoder, decode_image, image_batch, load_tokenizer
 from service.runtimes.base import softmax
-from tests.model_factory import make_classifier, make_repository
+from tests.model_factory import make_captioner, make_classifier, make_repository
 
 from .conftest import image_bytes, running_server, upload
 
@@ -31,8 +31,10 @@ MODES = pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny models, and a version whose graph was replaced (it fails to load)."""
+    """The tiny models, a captioner with the per-image decoder, and a version whose graph was replaced
+    (it fails to load)."""
     repo = make_repository(tmp_path_factory.mktemp("models"))
+    make_captioner(repo, name="tiny-captioner-pi", per_image=True)
     broken = make_classifier(repo, name="broken-classifier")
     (broken / "model.onnx").write_bytes(b"not onnx")
     return repo
@@ -225,6 +227,9 @@ def test_repository_index(triton: triton_http.InferenceServerClient, http: httpx
     ]
     ready = [
         "tiny-captioner",
+        "tiny-captioner-pi",
+        "tiny-captioner-pi.decoder",
+        "tiny-captioner-pi.encoder",
         "tiny-captioner.decoder",
         "tiny-captioner.encoder",
         "tiny-classifier",
@@ -461,9 +466,55 @@ def test_graph_inputs_must_share_the_batch_size(triton: triton_http.InferenceSer
         "features": np.zeros((3, 4, 3), dtype=np.float32),
     }
     with raises(
-        "400", "the inputs disagree on the batch size (first dimension): tokens 2, h 3, c 3, features 3"
+        "400",
+        "the inputs disagree on the batch size (first dimension, batch): tokens 2, h 3, c 3, features 3",
     ):
         infer(triton, "tiny-captioner.decoder", inputs, ["log_probs"], binary=True)
+
+
+def test_a_per_image_decoder_takes_rows_and_images_of_their_own_sizes(
+    triton: triton_http.InferenceServerClient, http: httpx.Client, repo: Path
+) -> None:
+    """The per-image decoder's rows (``batch``) and images (``images``) differ in number: greedy decoding
+    on the client with rows that repeat images gives each row its image's /v1 caption."""
+    files = [image_bytes((0, 255, 0)), image_bytes((255, 255, 255))]
+    spec = manifest(repo, "tiny-captioner-pi")
+    assert spec.image is not None and spec.caption is not None
+    pixels = image_batch([decode_image(f, 10**6) for f in files], spec.image)
+    names = ["features", "h0", "c0", "projected"]
+    encoded = infer(triton, "tiny-captioner-pi.encoder", {"pixels": pixels}, names, binary=True)
+    image_index = np.array([0, 1, 1, 0], dtype=np.int64)
+    h, c = encoded["h0"][image_index], encoded["c0"][image_index]
+    tokens = np.full(len(image_index), spec.caption.bos_id, dtype=np.int64)
+    per_image = {"features": encoded["features"], "projected": encoded["projected"]}
+    captions: list[list[int]] = [[] for _ in image_index]
+    for _ in range(4):  # "a <colour> square <end>"
+        feeds = {"tokens": tokens, "h": h, "c": c, **per_image, "image_index": image_index}
+        step = infer(triton, "tiny-captioner-pi.decoder", feeds, ["log_probs", "h_out", "c_out"], binary=True)
+        tokens, h, c = step["log_probs"].argmax(axis=1).astype(np.int64), step["h_out"], step["c_out"]
+        for row, token in enumerate(tokens.tolist()):
+            if token != spec.caption.eos_id:
+                captions[row].append(token)
+    tokenizer = load_tokenizer(repo / "tiny-captioner-pi" / "1" / "tokenizer.json")
+    v1 = http.post(
+        "/v1/caption", files=[upload(f) for f in files], data={"model": "tiny-captioner-pi", "beam_size": "1"}
+    ).json()["results"]
+    assert [tokenizer.decode(ids) for ids in captions] == [v1[i]["caption"] for i in image_index]
+    feeds = {"tokens": tokens, "h": h, "c": c, **per_image, "image_index": image_index}
+    with raises(
+        "400", "the inputs disagree on the batch size (first dimension, images): features 2, projected 1"
+    ):
+        infer(
+            triton,
+            "tiny-captioner-pi.decoder",
+            feeds | {"projected": per_image["projected"][:1]},
+            ["c_out"],
+            True,
+        )
+    with pytest.raises(InferenceServerException) as info:  # an image that is not there
+        infer(triton, "tiny-captioner-pi.decoder", feeds | {"image_index": image_index + 2}, ["c_out"], True)
+    assert info.value.status() == "400"
+    assert info.value.message().startswith("decoder.onnx cannot run on these inputs:")
 
 
 # --------------------------------------------------------------------------- the wire, without the client
