@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .main import create_app
-from .server import serve
+from .server import Supervisor, serve
 from .settings import Settings
 
 
@@ -36,6 +37,9 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--require-gpu", action="store_true", default=None, help="unready unless every model runs on a GPU"
     )
+    parser.add_argument(
+        "--workers", type=int, help="server processes sharing the port (MODELSERVE_WORKERS, default 1)"
+    )
     args = vars(parser.parse_args(argv))
     return {key: value for key, value in args.items() if value is not None}
 
@@ -46,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if settings.workers > 1:
+        sys.exit(Supervisor(settings).run())
     serve(create_app(settings), settings)
 
 

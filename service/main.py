@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Discover the repository, load and warm up models in a worker thread (the server answers
-    meanwhile, not ready), and release them on shutdown."""
+    meanwhile, not ready; with several workers, each answers only once loading is over), and release
+    them on shutdown."""
     settings: Settings = app.state.settings
     registry = ModelRegistry(settings, app.state.metrics)
     app.state.registry = registry
@@ -35,6 +36,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     loading = asyncio.create_task(asyncio.to_thread(registry.load_all))
     try:
+        if settings.workers > 1:
+            # One of several workers on a shared port (service/server.py) starts accepting only once its
+            # models are loaded, so that connections go to the workers that can answer them.
+            await asyncio.shield(loading)
         yield
     finally:
         registry.stop_loading()

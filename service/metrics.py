@@ -3,16 +3,20 @@ endpoint and status, and per model its queue, batches and execution providers.""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 # The endpoint label of requests no route answered (404s, bodies refused before routing): paths stay bounded.
 UNMATCHED = "unmatched"
+# Set (by the supervisor, service/server.py) when several worker processes serve: each writes its metrics
+# to files in that directory and /metrics adds them up.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,11 @@ class Metrics:
             registry=self.registry,
         )
         self.queue_depth = Gauge(
-            "modelserve_queue_depth", "Requests waiting in the model's queue.", model, registry=self.registry
+            "modelserve_queue_depth",
+            "Requests waiting in the model's queue (several workers: their sum).",
+            model,
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "modelserve_queue_rejected",
@@ -78,6 +86,7 @@ class Metrics:
             "1 for every loaded model version; providers: those its sessions actually got.",
             ["model", "version", "task", "providers", "requested_providers"],
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
     def model(self, name: str, version: int) -> ModelMetrics:
@@ -92,8 +101,14 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        """The registry in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """The registry in the Prometheus text format; with several workers, every live worker's metrics
+        added up (gauges: queue depth summed, model info once per label set)."""
+        directory = os.environ.get(MULTIPROCESS_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        return generate_latest(registry)
 
 
 class RequestMetrics:

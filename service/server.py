@@ -3,22 +3,37 @@
 On SIGTERM (or SIGINT): readiness answers 503 at once; after ``shutdown_delay_s`` the server stops
 accepting connections; it waits up to ``shutdown_timeout_s`` for the requests in flight, releases the models
 and returns, and the process exits 0.
+
+With ``workers`` above 1, a supervisor process binds the port and starts that many worker processes, each
+a whole server (its own models, sessions and batchers) accepting on the shared socket. It passes a stop
+signal on to every worker (each shuts down as above), starts a new worker when one dies, and exits 0 once
+all have stopped cleanly. A worker whose supervisor is gone stops by itself. ``/metrics`` then adds up the
+workers' counters and histograms (prometheus_client's multiprocess mode).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
+import os
+import shutil
 import signal
+import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
-from .main import begin_shutdown
+from .main import begin_shutdown, create_app
+from .metrics import MULTIPROCESS_ENV
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -33,10 +48,18 @@ class Server(uvicorn.Server):
     at most ``config.timeout_graceful_shutdown`` seconds, lifespan shutdown). A second signal ends the
     countdown; a second SIGINT while draining forces the exit, as in uvicorn."""
 
-    def __init__(self, config: uvicorn.Config, *, delay_s: float, on_stop: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        delay_s: float,
+        on_stop: Callable[[], None],
+        supervisor_pid: int | None = None,
+    ) -> None:
         super().__init__(config)
         self.delay_s = delay_s
         self.on_stop = on_stop
+        self.supervisor_pid = supervisor_pid  # a worker's: stop when that process is gone
         self.stop_requested_at: float | None = None
         self.stopping = False
 
@@ -49,6 +72,10 @@ class Server(uvicorn.Server):
 
     async def on_tick(self, counter: int) -> bool:
         """Every 0.1 s: turn readiness off once a stop was requested, and stop once the delay is over."""
+        orphaned = self.supervisor_pid is not None and os.getppid() != self.supervisor_pid
+        if orphaned and self.stop_requested_at is None:
+            logger.warning("the supervisor (pid %s) is gone: stopping", self.supervisor_pid)
+            self.stop_requested_at = time.monotonic()
         if self.stop_requested_at is not None:
             if not self.stopping:
                 self.stopping = True
@@ -76,11 +103,123 @@ class Server(uvicorn.Server):
 
 def serve(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` on the settings' host and port until a stop signal, then shut down gracefully."""
-    config = uvicorn.Config(
+    Server(
+        _config(app, settings), delay_s=settings.shutdown_delay_s, on_stop=partial(begin_shutdown, app)
+    ).run()
+
+
+def _config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
-    Server(config, delay_s=settings.shutdown_delay_s, on_stop=partial(begin_shutdown, app)).run()
+
+
+def _worker(settings_data: dict[str, Any], sock: socket.socket, supervisor_pid: int) -> None:
+    """A worker process: the whole server, on the supervisor's socket."""
+    settings = Settings(**settings_data)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
+    )
+    app = create_app(settings)
+    server = Server(
+        _config(app, settings),
+        delay_s=settings.shutdown_delay_s,
+        on_stop=partial(begin_shutdown, app),
+        supervisor_pid=supervisor_pid,
+    )
+    server.run(sockets=[sock])
+
+
+class Supervisor:
+    """Runs ``settings.workers`` worker processes on one listening socket (see the module's docstring)."""
+
+    QUICK_EXIT_S = 10.0  # a worker that dies sooner after its start counts towards giving up
+    QUICK_EXITS = 3  # that many in a row, and the supervisor stops everything and exits 1
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.context = multiprocessing.get_context("spawn")  # no inherited threads or onnxruntime state
+        self.workers: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, start time)
+        self.stopping = False
+        self.failed = False
+
+    def run(self) -> int:
+        """Serve until a stop signal and every worker has stopped; the exit status: 0 if all stopped
+        cleanly."""
+        metrics_dir = tempfile.mkdtemp(prefix="modelserve-metrics-")
+        os.environ[MULTIPROCESS_ENV] = metrics_dir  # before any worker starts (and imports prometheus_client)
+        sock = socket.create_server((self.settings.host, self.settings.port), backlog=2048)
+        clean = True
+        previous = {sig: signal.signal(sig, self._stop) for sig in STOP_SIGNALS}
+        try:
+            for slot in range(self.settings.workers):
+                self._start(slot, sock)
+            logger.info(
+                "supervisor %s: %s workers on http://%s:%s",
+                os.getpid(),
+                self.settings.workers,
+                self.settings.host,
+                self.settings.port,
+            )
+            quick_exits = 0
+            while self.workers:
+                by_sentinel = {process.sentinel: slot for slot, (process, _) in self.workers.items()}
+                for sentinel in wait(list(by_sentinel), timeout=1.0):
+                    slot = by_sentinel[sentinel]  # type: ignore[index]  # sentinels are ints
+                    process, started = self.workers.pop(slot)
+                    process.join()
+                    _mark_dead(process.pid)
+                    if self.stopping:
+                        # killed by the SIGTERM passed on: it came before the worker handled the signal,
+                        # i.e. before it accepted any connection (a worker still starting)
+                        clean = clean and process.exitcode in (0, -signal.SIGTERM)
+                        continue
+                    logger.error("worker %s exited with %s; starting another", process.pid, process.exitcode)
+                    quick_exits = quick_exits + 1 if time.monotonic() - started < self.QUICK_EXIT_S else 0
+                    if quick_exits >= self.QUICK_EXITS:
+                        logger.error(
+                            "%s workers in a row died within %ss of starting: giving up",
+                            quick_exits,
+                            self.QUICK_EXIT_S,
+                        )
+                        self.failed = True
+                        self._stop(signal.SIGTERM, None)
+                        continue
+                    self._start(slot, sock)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            sock.close()
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return 0 if clean and not self.failed else 1
+
+    def _start(self, slot: int, sock: socket.socket) -> None:
+        settings = self.settings.model_dump(mode="json")
+        process = self.context.Process(
+            target=_worker, args=(settings, sock, os.getpid()), name=f"modelserve-worker-{slot}"
+        )
+        process.start()
+        self.workers[slot] = (process, time.monotonic())
+
+    def _stop(self, sig: int, frame: FrameType | None) -> None:
+        """Signal handler: pass SIGTERM on to every worker, once."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for process, _ in self.workers.values():
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+
+
+def _mark_dead(pid: int | None) -> None:
+    """Drop a dead worker's live gauges (queue depth, model info) from /metrics."""
+    from prometheus_client import multiprocess
+
+    if pid is not None:
+        multiprocess.mark_process_dead(pid)

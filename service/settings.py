@@ -136,6 +136,18 @@ class Settings(BaseSettings):
         '{"pets-resnet18": {"max_size": 64, "max_delay_ms": 5}}.',
     )
 
+    # --- processes
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Server processes sharing the port, each with its own models, sessions and batchers "
+        "(memory, GPU memory included, times this). More than one: a supervisor process starts them, "
+        "passes stop signals on and replaces a worker that dies; /metrics adds up the workers'. One Python "
+        "process answers about 1,300 small requests a second (sentiment on an H100): more workers serve "
+        "more where the model is not the limit.",
+    )
+
     # --- shutdown (SIGTERM or SIGINT)
     shutdown_delay_s: int = Field(
         0,

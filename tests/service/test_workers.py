@@ -1,0 +1,118 @@
+"""Several server processes on one port (``workers``): a supervisor starts them, /metrics adds up their
+counts, a worker that dies is replaced, a stop signal stops them all cleanly, and workers whose
+supervisor is gone stop by themselves. Real processes throughout."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import start_server
+
+WORKERS = 2
+
+
+def workers_of(supervisor: int) -> set[int]:
+    """The worker processes the supervisor started (not multiprocessing's resource tracker)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if ppid == supervisor and b"spawn_main" in command:
+            found.add(int(entry.name))
+    return found
+
+
+def wait_for(condition, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def sentiment_ok(url: str, text: str = "a great film") -> bool:
+    response = httpx.post(f"{url}/v1/sentiment", json={"text": text})  # a new connection each time
+    return response.status_code == 200 and response.json()["results"][0]["label"] == "positive"
+
+
+def requests_counted(url: str) -> float:
+    metrics = httpx.get(f"{url}/metrics").text
+    found = re.search(
+        r'modelserve_http_requests_total\{endpoint="/v1/sentiment",method="POST",status="200"\} (\S+)',
+        metrics,
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.fixture
+def server(tiny_repo: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    process, url = start_server(tiny_repo, MODELSERVE_WORKERS=str(WORKERS))
+    yield process, url
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for pid in workers_of(process.pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_workers_serve_one_port_and_metrics_add_up(server: tuple[subprocess.Popen[bytes], str]) -> None:
+    process, url = server
+    wait_for(lambda: len(workers_of(process.pid)) == WORKERS)
+    assert all(sentiment_ok(url) for _ in range(30))
+    assert requests_counted(url) == 30  # whichever worker answers /metrics, it counts every worker's
+    metrics = httpx.get(f"{url}/metrics").text
+    info = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith('modelserve_model_info{model="tiny-sentiment"')
+    ]
+    assert len(info) == 1 and info[0].endswith(" 1.0")  # one series per label set, not one per worker
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    assert workers_of(process.pid) == set()
+
+
+def test_a_worker_that_dies_is_replaced_and_nothing_else_stops(
+    server: tuple[subprocess.Popen[bytes], str],
+) -> None:
+    process, url = server
+    wait_for(lambda: len(workers_of(process.pid)) == WORKERS)
+    victim = min(workers_of(process.pid))
+    os.kill(victim, signal.SIGKILL)
+    assert all(sentiment_ok(url) for _ in range(10))  # the other worker answers meanwhile
+    wait_for(lambda: len(workers_of(process.pid) - {victim}) == WORKERS)
+    assert all(sentiment_ok(url) for _ in range(20))
+    assert requests_counted(url) == 30  # the dead worker's counts are kept
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_workers_stop_when_their_supervisor_is_gone(server: tuple[subprocess.Popen[bytes], str]) -> None:
+    process, _ = server
+    wait_for(lambda: len(workers_of(process.pid)) == WORKERS)
+    workers = workers_of(process.pid)
+    process.kill()
+    process.wait()
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout_s=30)
