@@ -1,6 +1,8 @@
 """The load generator, a process of its own: ``--concurrency`` clients send requests back to back to a
 server on 127.0.0.1 until ``--requests`` are answered or ``--duration`` seconds have passed; prints one
-JSON line: requests, errors, seconds, throughput (answered requests per second), p50 and p99 latency."""
+JSON line: requests, errors, seconds, throughput (answered requests per second), p50 and p99 latency.
+With ``--processes N``, N processes share the clients and the request budget (one Python process sends
+at most a few thousand small requests a second) and their latencies are pooled."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import argparse
 import asyncio
 import io
 import json
+import multiprocessing
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -85,6 +88,7 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def generate(url: str, task: str, concurrency: int, requests: int, duration: float) -> dict[str, Any]:
+    """One process's measurement: the summary (see the module's docstring) and ``latencies`` (seconds)."""
     payload = request_bytes(url, task)
     host, port = urlsplit(url).hostname, urlsplit(url).port or 80
     latencies: list[float] = []
@@ -122,7 +126,12 @@ async def generate(url: str, task: str, concurrency: int, requests: int, duratio
             connection[1].close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    return summary(task, concurrency, latencies, errors, time.perf_counter() - started)
+
+
+def summary(
+    task: str, concurrency: int, latencies: list[float], errors: int, elapsed: float
+) -> dict[str, Any]:
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
         "task": task,
@@ -133,7 +142,35 @@ async def generate(url: str, task: str, concurrency: int, requests: int, duratio
         "throughput": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
+        "latencies": latencies,
     }
+
+
+def _run(coroutine: Any) -> Any:
+    return (asyncio.run if uvloop is None else uvloop.run)(coroutine)  # uvloop: less CPU per request
+
+
+def _one_process(args: tuple[str, str, int, int, float]) -> dict[str, Any]:
+    return dict(_run(generate(*args)))
+
+
+def measure(
+    url: str, task: str, concurrency: int, requests: int, duration: float, processes: int = 1
+) -> dict[str, Any]:
+    """``generate`` in ``processes`` processes at once, the clients and requests shared out; their
+    latencies pooled, the throughput over the longest process's time."""
+    if processes <= 1:
+        return dict(_run(generate(url, task, concurrency, requests, duration)))
+    processes = min(processes, concurrency)
+    shares = [
+        (url, task, len(range(i, concurrency, processes)), len(range(i, requests, processes)), duration)
+        for i in range(processes)
+    ]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        parts = pool.map(_one_process, shares)
+    latencies = [latency for part in parts for latency in part["latencies"]]
+    errors = sum(part["errors"] for part in parts)
+    return summary(task, concurrency, latencies, errors, max(part["seconds"] for part in parts))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,13 +181,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=200, help="most requests in all")
     parser.add_argument("--duration", type=float, default=30.0, help="most seconds")
     parser.add_argument("--warmup", type=int, default=2, help="requests sent first, not measured")
+    parser.add_argument("--processes", type=int, default=1, help="processes sharing the clients")
     args = parser.parse_args(argv)
     if urlsplit(args.url).hostname != "127.0.0.1":
         parser.error("the load goes to 127.0.0.1 only")
-    run = asyncio.run if uvloop is None else uvloop.run  # uvloop: less CPU per request in this process
     if args.warmup:
-        run(generate(args.url, args.task, 1, args.warmup, args.duration))
-    result = run(generate(args.url, args.task, args.concurrency, args.requests, args.duration))
+        measure(args.url, args.task, 1, args.warmup, args.duration)
+    result = measure(args.url, args.task, args.concurrency, args.requests, args.duration, args.processes)
+    del result["latencies"]
     print(json.dumps(result), flush=True)
 
 

@@ -128,7 +128,9 @@ def server(command: list[str], ready_path: str, env: dict[str, str] | None = Non
         process.wait(timeout=60)
 
 
-def load(url: str, task: str, concurrency: int, requests: int, duration: float, system: str) -> Row:
+def load(
+    url: str, task: str, concurrency: int, requests: int, duration: float, system: str, processes: int = 1
+) -> Row:
     command = [
         sys.executable,
         "-m",
@@ -143,6 +145,8 @@ def load(url: str, task: str, concurrency: int, requests: int, duration: float, 
         str(requests),
         "--duration",
         str(duration),
+        "--processes",
+        str(processes),
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -170,6 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--naive-device", default="auto", help="the naive server's torch device (auto: CUDA if torch sees it)"
     )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="the service's worker processes (its workers setting); several counts, comma-separated, "
+        "measure the service once per count, side by side",
+    )
+    parser.add_argument(
+        "--load-processes", type=int, default=1, help="processes of the load generator sharing the clients"
+    )
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",")
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -189,21 +202,27 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level",
         "warning",
     ]
-    with server(service, "/health/ready", {"MODELSERVE_ENABLED_MODELS": enabled}) as url:
-        for entry in httpx.get(url + "/v1/models").json()["models"]:
-            graphs = {key: g["providers"] for key, g in entry["graphs"].items()}
-            ran_on[f"{entry['name']} service"] = _providers(graphs)
-        for task in tasks:
-            clients = args.caption_concurrency if task == "caption" else args.concurrency
-            rows.append(load(url, task, clients, args.requests, args.duration, "service"))
-            rows.append(load(url, task, 1, args.requests, args.duration, "service"))
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    ran_on["setup"] = f"service workers {args.workers}; load generator processes {args.load_processes}"
+    for workers in worker_counts:
+        system = "service" if len(worker_counts) == 1 else f"service w{workers}"
+        service_env = {"MODELSERVE_ENABLED_MODELS": enabled, "MODELSERVE_WORKERS": str(workers)}
+        with server(service, "/health/ready", service_env) as url:
+            for entry in httpx.get(url + "/v1/models").json()["models"]:
+                graphs = {key: g["providers"] for key, g in entry["graphs"].items()}
+                ran_on[f"{entry['name']} service"] = _providers(graphs)
+            for task in tasks:
+                clients = args.caption_concurrency if task == "caption" else args.concurrency
+                processes = args.load_processes
+                rows.append(load(url, task, clients, args.requests, args.duration, system, processes))
+                rows.append(load(url, task, 1, args.requests, args.duration, system))
     naive = [sys.executable, "-m", "bench.naive_server", "--models-dir", str(args.models_dir)]
     naive += ["--device", args.naive_device]
     with server(naive, "/docs") as url:
         ran_on["naive"] = "torch {torch}, {device}".format(**httpx.get(url + "/info").json())
         for task in tasks:
             clients = args.caption_concurrency if task == "caption" else args.concurrency
-            rows.append(load(url, task, clients, args.requests, args.duration, "naive"))
+            rows.append(load(url, task, clients, args.requests, args.duration, "naive", args.load_processes))
     report(rows, tasks, ran_on)
 
 
@@ -230,20 +249,22 @@ def report(rows: list[Row], tasks: list[str], ran_on: dict[str, str]) -> None:
             if any(r["system"] == "raw batch 1" for r in raw_rows)
             else None
         )
-        service_n, service_1 = (r for r in task_rows if r["system"] == "service")
         naive_n = next(r for r in task_rows if r["system"] == "naive")
-        print(
-            f"{task}: service ({service_n['concurrency']} clients) / raw best ({best_raw['system']}): "
-            f"{ratio(service_n['throughput'], best_raw['throughput'])}; service / naive: "
-            f"{ratio(service_n['throughput'], naive_n['throughput'])}; service {service_n['concurrency']} "
-            f"clients / service sequential: {ratio(service_n['throughput'], service_1['throughput'])}"
-            + (
-                f"; single-request p50 overhead over raw batch 1: "
-                f"{service_1['p50_ms'] - raw_single['p50_ms']:+.1f} ms"
-                if raw_single
-                else ""
+        services = dict.fromkeys(r["system"] for r in task_rows if r["system"].startswith("service"))
+        for name in services:
+            service_n, service_1 = (r for r in task_rows if r["system"] == name)
+            print(
+                f"{task}: {name} ({service_n['concurrency']} clients) / raw best ({best_raw['system']}): "
+                f"{ratio(service_n['throughput'], best_raw['throughput'])}; {name} / naive: "
+                f"{ratio(service_n['throughput'], naive_n['throughput'])}; {name} {service_n['concurrency']} "
+                f"clients / {name} sequential: {ratio(service_n['throughput'], service_1['throughput'])}"
+                + (
+                    f"; single-request p50 overhead over raw batch 1: "
+                    f"{service_1['p50_ms'] - raw_single['p50_ms']:+.1f} ms"
+                    if raw_single
+                    else ""
+                )
             )
-        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import generate, request_bytes
+from bench.load import generate, measure, request_bytes
 
 from .conftest import running_server
 
@@ -36,3 +36,10 @@ def test_answers_other_than_200_are_errors(tiny_repo: Path) -> None:
     with running_server(tiny_repo, MODELSERVE_MAX_TEXT_CHARS="10") as url:  # the 60-word review: 422
         result = asyncio.run(generate(url, "sentiment", concurrency=3, requests=9, duration=60))
     assert result["requests"] == 0 and result["errors"] == 9
+
+
+def test_several_load_processes_share_the_clients_and_pool_their_answers(tiny_repo: Path) -> None:
+    with running_server(tiny_repo, MODELSERVE_WORKERS="2") as url:
+        result = measure(url, "sentiment", concurrency=5, requests=41, duration=60, processes=2)
+    assert result["requests"] == len(result["latencies"]) == 41 and result["errors"] == 0
+    assert result["concurrency"] == 5 and result["p99_ms"] >= result["p50_ms"] > 0
