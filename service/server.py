@@ -146,6 +146,7 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")  # no inherited threads or onnxruntime state
         self.workers: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, start time)
         self.stopping = False
+        self.told: set[int] = set()  # workers sent SIGTERM
         self.failed = False
 
     def run(self) -> int:
@@ -153,12 +154,14 @@ class Supervisor:
         cleanly."""
         metrics_dir = tempfile.mkdtemp(prefix="modelserve-metrics-")
         os.environ[MULTIPROCESS_ENV] = metrics_dir  # before any worker starts (and imports prometheus_client)
-        sock = socket.create_server((self.settings.host, self.settings.port), backlog=2048)
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        sock = socket.create_server((self.settings.host, self.settings.port), family=family, backlog=2048)
         clean = True
         previous = {sig: signal.signal(sig, self._stop) for sig in STOP_SIGNALS}
         try:
             for slot in range(self.settings.workers):
-                self._start(slot, sock)
+                if not self.stopping:
+                    self._start(slot, sock)
             logger.info(
                 "supervisor %s: %s workers on http://%s:%s",
                 os.getpid(),
@@ -168,6 +171,8 @@ class Supervisor:
             )
             quick_exits = 0
             while self.workers:
+                if self.stopping:
+                    self._tell_workers_to_stop()  # those started since the signal too
                 by_sentinel = {process.sentinel: slot for slot, (process, _) in self.workers.items()}
                 for sentinel in wait(list(by_sentinel), timeout=1.0):
                     slot = by_sentinel[sentinel]  # type: ignore[index]  # sentinels are ints
@@ -207,12 +212,15 @@ class Supervisor:
         self.workers[slot] = (process, time.monotonic())
 
     def _stop(self, sig: int, frame: FrameType | None) -> None:
-        """Signal handler: pass SIGTERM on to every worker, once."""
-        if self.stopping:
-            return
+        """Signal handler: from now on, every worker is told to stop."""
         self.stopping = True
-        for process, _ in self.workers.values():
-            if process.pid is not None:
+        self._tell_workers_to_stop()
+
+    def _tell_workers_to_stop(self) -> None:
+        """SIGTERM to every worker not told yet."""
+        for process, _ in list(self.workers.values()):
+            if process.pid is not None and process.pid not in self.told:
+                self.told.add(process.pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
 

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import start_server
+from .conftest import ROOT, free_port, start_server
 
 WORKERS = 2
 
@@ -116,3 +117,20 @@ def test_workers_stop_when_their_supervisor_is_gone(server: tuple[subprocess.Pop
     process.kill()
     process.wait()
     wait_for(lambda: not any(alive(pid) for pid in workers), timeout_s=30)
+
+
+def test_a_stop_signal_while_workers_start_stops_them_all(tiny_repo: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "service", "--port", str(port), "--models-dir", str(tiny_repo)]
+    process = subprocess.Popen(
+        [*command, "--workers", str(WORKERS), "--log-level", "warning"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: len(workers_of(process.pid)) >= 1)  # spawned, not ready
+    workers = workers_of(process.pid)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert not any(alive(pid) for pid in workers)
