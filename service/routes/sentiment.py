@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 
 from ..deps import RegistryDep, SettingsDep
 from ..limits import check_texts
@@ -12,11 +11,6 @@ from ..schemas import SentimentRequest, SentimentResponse, SentimentResult
 from .common import error_responses, resolve_runtime
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
-
-# Requests up to this many characters are tokenized on the event loop (about 0.1 ms for a 90-character
-# review on this project's 2-core test machine, no more than the hop to the thread pool); longer ones are
-# tokenized in the pool, so that a 5000-character text (about 3 ms) never stalls other requests.
-INLINE_TOKENIZE_CHARS = 512
 
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=error_responses(404, 413, 422, 503))
@@ -29,11 +23,8 @@ async def sentiment(
     entry, runtime = resolve_runtime(
         registry, SentimentRuntime, request.model, settings.default_sentiment_model
     )
-    if sum(len(text) for text in texts) <= INLINE_TOKENIZE_CHARS:
-        rows = runtime.tokenize(texts)
-    else:
-        rows = await run_in_threadpool(runtime.tokenize, texts)
-    probabilities = await entry.item_batcher().infer(rows)
+    # tokenized in the batcher's thread, with the texts of the other requests of its batch
+    probabilities = await entry.item_batcher().infer(texts)
     results = []
     for row in probabilities:
         best = int(row.argmax())

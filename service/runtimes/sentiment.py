@@ -42,22 +42,19 @@ class SentimentRuntime(Runtime):
         (scores,) = self.run("model", feeds, [output])
         return softmax(scores) if self.manifest.output == "logits" else scores
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Texts -> token ids per text, truncated, not padded."""
-        return self.encoder.tokenize(texts)
-
-    def infer_items(self, rows: list[list[int]]) -> np.ndarray:
-        """Token ids of texts from any number of requests, padded together to the longest ->
-        probabilities, one row per text (what the batcher runs; padding never changes a prediction)."""
-        return self.infer(*self.encoder.pad(rows))
+    def infer_items(self, texts: list[str]) -> np.ndarray:
+        """Texts from any number of requests -> probabilities, one row per text (what the batcher runs:
+        tokenized together, in the batcher's thread rather than on the event loop, and padded to the
+        longest; padding never changes a prediction)."""
+        return self.infer(*self.encoder.encode(texts))
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """Texts -> probabilities [N, classes]."""
-        return self.infer_items(self.tokenize(texts))
+        return self.infer_items(texts)
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Inference on a short text, then at each batch size on texts of the longest length."""
         self.predict(["warm up"])
-        longest = [self.text_spec.unk_id] * self.text_spec.max_length
+        longest = " ".join(["warm"] * self.text_spec.max_length)  # max_length tokens, after truncation
         for size in batch_sizes:
             self.infer_items([longest] * size)

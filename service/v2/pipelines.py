@@ -99,7 +99,7 @@ class SentimentPipeline(Servable):
             except UnicodeDecodeError as exc:
                 raise BadRequest(f"text {i} is not UTF-8") from exc
         check_texts(texts, self.settings)
-        probabilities = np.stack(self.entry.item_batcher().submit(runtime.tokenize(texts)).result())
+        probabilities = np.stack(self.entry.item_batcher().submit(texts).result())
         return _ranked(rank(probabilities, runtime.labels, len(runtime.labels)))
 
 

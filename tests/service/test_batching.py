@@ -106,12 +106,12 @@ def test_a_request_whose_items_fail_the_run_does_not_fail_its_batch_mates(
     config = BatchConfig(max_size=3, max_delay_s=30.0, queue_size=8)
     batcher = Batcher("s", recording(sentiment.infer_items, sizes), config, Metrics().model("s", 1))
     batchers.append(batcher)
-    good = batcher.submit(sentiment.tokenize(["a great film"]))
-    bad = batcher.submit([[10**9]])  # a token id beyond the vocabulary: onnxruntime refuses the run
-    other = batcher.submit(sentiment.tokenize(["awful"]))
+    good = batcher.submit(["a great film"])
+    bad = batcher.submit([None])  # not a text: the batch's tokenization fails
+    other = batcher.submit(["awful"])
     assert [sentiment.labels[int(r.argmax())] for r in good.result(timeout=30)] == ["positive"]
     assert [sentiment.labels[int(r.argmax())] for r in other.result(timeout=30)] == ["negative"]
-    with pytest.raises(Exception, match=r"(?i)index|indices|out of"):
+    with pytest.raises(TypeError, match="must be"):  # tokenizers: "TextInputSequence must be str"
         bad.result(timeout=30)
     assert sizes == [3, 1, 1, 1]  # the batch failed, then each request ran alone
 
@@ -201,9 +201,8 @@ def test_a_full_queue_answers_503_with_retry_after(repo: Path) -> None:
     overrides = {"tiny-sentiment": {"max_size": 32, "max_delay_ms": 60000, "queue_size": 2}}
     with running_client(repo, batching=overrides) as client:
         entry = client.app.state.registry.serving("tiny-sentiment")  # type: ignore[attr-defined]
-        runtime = entry.runtime
         # two requests wait for the batch to fill (60 s): the queue is full
-        waiting = [entry.item_batcher().submit(runtime.tokenize(["good"])) for _ in range(2)]
+        waiting = [entry.item_batcher().submit(["good"]) for _ in range(2)]
         response = client.post("/v1/sentiment", json={"text": "a great film"})
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"
