@@ -5,6 +5,7 @@ service/v2/catalogue.py, over the same registry and runtimes as /v1; errors are 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,10 +15,10 @@ from ..deps import RegistryDep, SettingsDep
 from ..errors import BadRequest, ModelNotReady
 from ..registry import ModelRegistry
 from ..settings import Settings
-from ..v2.base import Servable
+from ..v2.base import Servable, Started, TensorMeta
 from ..v2.catalogue import ready_versions, repository_index, resolve
 from ..v2.schemas import ErrorV2, IndexEntry, ModelMetadata, ServerMetadata
-from ..v2.tensors import OutputTensor, encode_response, parse_json_object, parse_request
+from ..v2.tensors import InferenceRequest, OutputTensor, encode_response, parse_json_object, parse_request
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 
@@ -129,9 +130,11 @@ def _ready(registry: ModelRegistry, settings: Settings, name: str, version: str 
 async def _infer(servable: Servable, request: Request) -> Response:
     servable.runtime()  # 503 before reading the body when the version is not ready
     body = await request.body()
-    content, header_length = await run_in_threadpool(
-        _run_inference, servable, body, request.headers.get(HEADER_LENGTH)
-    )
+    # parse, check and start in a worker thread; wait for the batcher without holding one (a thread per
+    # waiting request would cap the requests in flight at the pool's size); finish and encode in one
+    prepared, started = await run_in_threadpool(_start, servable, body, request.headers.get(HEADER_LENGTH))
+    result = await asyncio.wrap_future(started.future)
+    content, header_length = await run_in_threadpool(_finish, servable, prepared, started, result)
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(
@@ -139,11 +142,25 @@ async def _infer(servable: Servable, request: Request) -> Response:
     )
 
 
-def _run_inference(servable: Servable, body: bytes, header_length: str | None) -> tuple[bytes, int | None]:
-    """Parse, check, infer and encode (blocking: runs in a worker thread)."""
+def _start(
+    servable: Servable, body: bytes, header_length: str | None
+) -> tuple[tuple[InferenceRequest, list[tuple[TensorMeta, bool]]], Started]:
+    """Parse, check and start inference (blocking: runs in a worker thread)."""
     request = parse_request(body, header_length)
     inputs = servable.read_inputs(request.inputs)
     wanted = servable.select_outputs(request)
-    results = servable.infer(inputs, [spec.name for spec, _ in wanted], request.parameters)
+    started = servable.infer(inputs, [spec.name for spec, _ in wanted], request.parameters)
+    return (request, wanted), started
+
+
+def _finish(
+    servable: Servable,
+    prepared: tuple[InferenceRequest, list[tuple[TensorMeta, bool]]],
+    started: Started,
+    result: Any,
+) -> tuple[bytes, int | None]:
+    """The outputs of finished inference, encoded (in a worker thread: a large response costs time)."""
+    request, wanted = prepared
+    results = started.finish(result)
     outputs = [OutputTensor(spec.name, spec.datatype, results[spec.name], binary) for spec, binary in wanted]
     return encode_response(servable.name, servable.version, request.id, outputs)

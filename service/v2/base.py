@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import binascii
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -21,6 +23,26 @@ from ..uploads import named_pixels
 from .tensors import InferenceRequest, InputTensor, to_numpy
 
 R = TypeVar("R", bound=Runtime)
+
+
+@dataclass(frozen=True)
+class Started:
+    """Inference under way: ``future`` (a batcher's), and ``finish``, which turns its result into the
+    outputs (at least those named)."""
+
+    future: Future[Any]
+    finish: Callable[[Any], dict[str, np.ndarray]]
+
+    @classmethod
+    def done(cls, outputs: dict[str, np.ndarray]) -> Started:
+        """Inference that is already over (a graph model runs its graph when started)."""
+        future: Future[Any] = Future()
+        future.set_result(outputs)
+        return cls(future, lambda result: dict(result))
+
+    def wait(self) -> dict[str, np.ndarray]:
+        """Block until done; the outputs."""
+        return self.finish(self.future.result())
 
 
 @dataclass(frozen=True)
@@ -62,10 +84,10 @@ class Servable(ABC):
         """The outputs, all returned unless a request names some."""
 
     @abstractmethod
-    def infer(
-        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
-    ) -> dict[str, np.ndarray]:
-        """Run inference on checked inputs; returns at least the named outputs (blocking)."""
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]) -> Started:
+        """Start inference on checked inputs (in a worker thread: it may decode images or run a graph);
+        what it returns finishes it once its future is done, and the caller waits for that future
+        without holding a thread."""
 
     def first_axes(self) -> dict[str, str]:
         """Per input, the name of its first axis: inputs whose first axes share a name must agree on its

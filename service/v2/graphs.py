@@ -12,7 +12,7 @@ from ..errors import BadRequest
 from ..manifest import Manifest
 from ..registry import ModelVersion
 from ..settings import Settings
-from .base import Servable, TensorMeta
+from .base import Servable, Started, TensorMeta
 from .tensors import MANIFEST_DATATYPES
 
 
@@ -46,9 +46,7 @@ class GraphModel(Servable):
             for t in session.get_inputs()
         }
 
-    def infer(
-        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
-    ) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]) -> Started:
         runtime = self.runtime()
         axes = self.first_axes()
         rows = axes[self.graph.inputs[0].name]
@@ -57,4 +55,4 @@ class GraphModel(Servable):
             arrays = runtime.run(self.key, inputs, outputs, shared=shared)
         except (InvalidArgument, Fail) as exc:  # values the graph cannot take: token ids out of range, ...
             raise BadRequest(f"{self.graph.file} cannot run on these inputs: {exc}") from exc
-        return dict(zip(outputs, arrays, strict=True))
+        return Started.done(dict(zip(outputs, arrays, strict=True)))

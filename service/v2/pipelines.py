@@ -5,6 +5,7 @@ probable first (image classification), or -> ``caption`` and ``score`` (captioni
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,9 @@ from ..limits import check_texts
 from ..manifest import Manifest
 from ..runtimes import CaptionerRuntime, ClassifierRuntime, SentimentRuntime
 from ..runtimes.base import rank
+from ..runtimes.beam import Hypothesis
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE
-from .base import Servable, TensorMeta
+from .base import Servable, Started, TensorMeta
 
 
 def _text(values: np.ndarray) -> np.ndarray:
@@ -32,6 +34,11 @@ def _ranked(ranked: list[list[tuple[str, float]]]) -> dict[str, np.ndarray]:
         "labels": _text(np.array([[label for label, _ in row] for row in ranked], dtype=object)),
         "probabilities": np.array([[p for _, p in row] for row in ranked], dtype=np.float32),
     }
+
+
+def _ranked_rows(labels: list[str], rows: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """A batcher's probability rows -> ``labels`` and ``probabilities``, every class, most probable first."""
+    return _ranked(rank(np.stack(rows), labels, len(labels)))
 
 
 def _ranked_outputs(manifest: Manifest) -> list[TensorMeta]:
@@ -65,13 +72,10 @@ class ClassificationPipeline(_ImagePipeline):
     def outputs(self) -> list[TensorMeta]:
         return _ranked_outputs(self.manifest)
 
-    def infer(
-        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
-    ) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]) -> Started:
         runtime = self.task_runtime(ClassifierRuntime)
         pixels = self.image_pixels(inputs["image"], runtime.image_spec)
-        probabilities = np.stack(self.entry.item_batcher().submit(pixels).result())
-        return _ranked(rank(probabilities, runtime.labels, len(runtime.labels)))
+        return Started(self.entry.item_batcher().submit(pixels), partial(_ranked_rows, runtime.labels))
 
 
 class SentimentPipeline(Servable):
@@ -88,9 +92,7 @@ class SentimentPipeline(Servable):
     def outputs(self) -> list[TensorMeta]:
         return _ranked_outputs(self.manifest)
 
-    def infer(
-        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
-    ) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]) -> Started:
         runtime = self.task_runtime(SentimentRuntime)
         texts = []
         for i, data in enumerate(inputs["text"]):
@@ -99,8 +101,7 @@ class SentimentPipeline(Servable):
             except UnicodeDecodeError as exc:
                 raise BadRequest(f"text {i} is not UTF-8") from exc
         check_texts(texts, self.settings)
-        probabilities = np.stack(self.entry.item_batcher().submit(texts).result())
-        return _ranked(rank(probabilities, runtime.labels, len(runtime.labels)))
+        return Started(self.entry.item_batcher().submit(texts), partial(_ranked_rows, runtime.labels))
 
 
 class CaptioningPipeline(_ImagePipeline):
@@ -113,20 +114,21 @@ class CaptioningPipeline(_ImagePipeline):
     def outputs(self) -> list[TensorMeta]:
         return [TensorMeta("caption", "BYTES", (-1,)), TensorMeta("score", "FP32", (-1,))]
 
-    def infer(
-        self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]
-    ) -> dict[str, np.ndarray]:
+    def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]) -> Started:
         runtime = self.task_runtime(CaptionerRuntime)
         beam_size = _int_parameter(parameters, "beam_size", DEFAULT_BEAM_SIZE, self.settings.max_beam_size)
         length = _int_parameter(
             parameters, "max_length", runtime.default_max_length(), self.settings.max_caption_length
         )
         pixels = np.stack(self.image_pixels(inputs["image"], runtime.image_spec))
-        hypotheses = self.entry.caption_batcher().submit(pixels, length, beam_size).result()
-        return {
-            "caption": _text(np.array([runtime.detokenize(h.tokens) for h in hypotheses], dtype=object)),
-            "score": np.array([h.score for h in hypotheses], dtype=np.float32),
-        }
+
+        def captions(hypotheses: list[Hypothesis]) -> dict[str, np.ndarray]:
+            return {
+                "caption": _text(np.array([runtime.detokenize(h.tokens) for h in hypotheses], dtype=object)),
+                "score": np.array([h.score for h in hypotheses], dtype=np.float32),
+            }
+
+        return Started(self.entry.caption_batcher().submit(pixels, length, beam_size), captions)
 
 
 PIPELINES: dict[str, type[Servable]] = {

@@ -4,6 +4,7 @@ every graph in JSON and with binary data (answers equal to /v1's), and the error
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -644,3 +645,26 @@ def test_v2_errors_keep_their_shape_and_v1_keeps_its_own(http: httpx.Client) -> 
     }
     junk = http.post("/v1/classify-image", files=[upload(b"junk", "junk.png")]).json()
     assert junk["error"]["code"] == "invalid_image"
+
+
+def test_requests_waiting_for_a_batch_do_not_hold_worker_threads(tiny_repo: Path) -> None:
+    """48 concurrent requests, more than the 40 threads of the worker pool, all join one batch: a request
+    waits for its batcher without holding a thread (holding one, only 40 could be queued and the batch
+    would run at its 5 s delay with 40, then again with the rest)."""
+    batching = json.dumps({"tiny-sentiment": {"max_size": 48, "max_delay_ms": 5000}})
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["great"]}]}
+
+    async def send_all(url: str) -> list[int]:
+        limits = httpx.Limits(max_connections=48)
+        async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+            answers = await asyncio.gather(
+                *(client.post("/v2/models/tiny-sentiment/infer", json=body) for _ in range(48))
+            )
+        return [answer.status_code for answer in answers]
+
+    with running_server(tiny_repo, MODELSERVE_BATCHING=batching) as url:
+        assert asyncio.run(send_all(url)) == [200] * 48
+        metrics = httpx.get(f"{url}/metrics").text
+    labels = '{model="tiny-sentiment",version="1"}'
+    assert f"modelserve_batch_size_count{labels} 1.0" in metrics
+    assert f"modelserve_batch_size_sum{labels} 48.0" in metrics
