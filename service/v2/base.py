@@ -40,10 +40,6 @@ class Started:
         future.set_result(outputs)
         return cls(future, lambda result: dict(result))
 
-    def wait(self) -> dict[str, np.ndarray]:
-        """Block until done; the outputs."""
-        return self.finish(self.future.result())
-
 
 @dataclass(frozen=True)
 class TensorMeta:
