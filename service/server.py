@@ -103,18 +103,22 @@ class Server(uvicorn.Server):
 
 def serve(app: FastAPI, settings: Settings) -> None:
     """Serve ``app`` on the settings' host and port until a stop signal, then shut down gracefully."""
-    Server(
-        _config(app, settings), delay_s=settings.shutdown_delay_s, on_stop=partial(begin_shutdown, app)
-    ).run()
+    _server(app, settings).run()
 
 
-def _config(app: FastAPI, settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
+def _server(app: FastAPI, settings: Settings, supervisor_pid: int | None = None) -> Server:
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+    )
+    return Server(
+        config,
+        delay_s=settings.shutdown_delay_s,
+        on_stop=partial(begin_shutdown, app),
+        supervisor_pid=supervisor_pid,
     )
 
 
@@ -125,14 +129,7 @@ def _worker(settings_data: dict[str, Any], sock: socket.socket, supervisor_pid: 
         level=settings.log_level.upper(),
         format=f"%(asctime)s %(levelname)s [worker {os.getpid()}] %(name)s: %(message)s",
     )
-    app = create_app(settings)
-    server = Server(
-        _config(app, settings),
-        delay_s=settings.shutdown_delay_s,
-        on_stop=partial(begin_shutdown, app),
-        supervisor_pid=supervisor_pid,
-    )
-    server.run(sockets=[sock])
+    _server(create_app(settings), settings, supervisor_pid).run(sockets=[sock])
 
 
 class Supervisor:
@@ -147,7 +144,6 @@ class Supervisor:
         self.workers: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, start time)
         self.stopping = False
         self.told: set[int] = set()  # workers sent SIGTERM
-        self.failed = False
 
     def run(self) -> int:
         """Serve until a stop signal and every worker has stopped; the exit status: 0 if all stopped
@@ -192,7 +188,7 @@ class Supervisor:
                             quick_exits,
                             self.QUICK_EXIT_S,
                         )
-                        self.failed = True
+                        clean = False
                         self._stop(signal.SIGTERM, None)
                         continue
                     self._start(slot, sock)
@@ -201,7 +197,7 @@ class Supervisor:
                 signal.signal(sig, handler)
             sock.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)
-        return 0 if clean and not self.failed else 1
+        return 0 if clean else 1
 
     def _start(self, slot: int, sock: socket.socket) -> None:
         settings = self.settings.model_dump(mode="json")
