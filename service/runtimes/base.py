@@ -65,8 +65,9 @@ class Runtime(ABC):
         batch is padded to the next power of two and the outputs keep only the real rows. Feeds named in
         ``shared`` are not rows of the batch (a caption decoder's per-image features, which the rows
         index): they are neither counted nor padded."""
-        batched = {name: value for name, value in feeds.items() if name not in shared}
-        rows = batch_rows(batched) if key in self.sized_sessions else None
+        padded = key in self.sized_sessions  # else nothing to count: no dict built on an unpadded run
+        batched = {name: value for name, value in feeds.items() if name not in shared} if padded else {}
+        rows = batch_rows(batched)
         if not rows:
             return [np.asarray(value) for value in self.sessions[key].run(outputs, feeds)]
         size = padded_size(rows)
@@ -99,7 +100,8 @@ class Runtime(ABC):
 
 
 def batch_rows(feeds: dict[str, np.ndarray]) -> int | None:
-    """The batch size of ``feeds``: the first axis they all share, or None (then nothing is padded)."""
+    """The batch size of ``feeds``: the first axis they all share, or None (none, or no shared first
+    axis: then nothing is padded)."""
     sizes = {value.shape[0] if np.ndim(value) else None for value in feeds.values()}
     return sizes.pop() if len(sizes) == 1 and None not in sizes else None
 

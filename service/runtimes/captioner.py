@@ -81,12 +81,13 @@ class CaptionerRuntime(Runtime):
         per_image = {names.features: context.features}
         if names.projected and context.projected is not None:
             per_image[names.projected] = context.projected
+        shared: dict[str, np.ndarray] = {}
         if names.image_index:
             feeds |= per_image | {names.image_index: image_index}
+            shared = per_image
         else:
             feeds |= {name: value[image_index] for name, value in per_image.items()}
         outputs = [names.log_probs, names.h_out, names.c_out]
-        shared = per_image if names.image_index else {}
         log_probs, h_out, c_out = self.run("decoder", feeds, outputs, shared=shared)
         return log_probs, h_out, c_out
 
