@@ -132,9 +132,11 @@ async def _infer(servable: Servable, request: Request) -> Response:
     body = await request.body()
     # parse, check and start in a worker thread; wait for the batcher without holding one (a thread per
     # waiting request would cap the requests in flight at the pool's size); finish and encode in one
-    prepared, started = await run_in_threadpool(_start, servable, body, request.headers.get(HEADER_LENGTH))
+    parsed, wanted, started = await run_in_threadpool(
+        _start, servable, body, request.headers.get(HEADER_LENGTH)
+    )
     result = await asyncio.wrap_future(started.future)
-    content, header_length = await run_in_threadpool(_finish, servable, prepared, started, result)
+    content, header_length = await run_in_threadpool(_finish, servable, parsed, wanted, started, result)
     if header_length is None:
         return Response(content, media_type="application/json")
     return Response(
@@ -144,23 +146,23 @@ async def _infer(servable: Servable, request: Request) -> Response:
 
 def _start(
     servable: Servable, body: bytes, header_length: str | None
-) -> tuple[tuple[InferenceRequest, list[tuple[TensorMeta, bool]]], Started]:
-    """Parse, check and start inference (blocking: runs in a worker thread)."""
+) -> tuple[InferenceRequest, list[tuple[TensorMeta, bool]], Started]:
+    """Parse, check and start inference (blocking: runs in a worker thread); the request, the outputs
+    it wants (and whether as binary data), and the inference under way."""
     request = parse_request(body, header_length)
     inputs = servable.read_inputs(request.inputs)
     wanted = servable.select_outputs(request)
-    started = servable.infer(inputs, [spec.name for spec, _ in wanted], request.parameters)
-    return (request, wanted), started
+    return request, wanted, servable.infer(inputs, [spec.name for spec, _ in wanted], request.parameters)
 
 
 def _finish(
     servable: Servable,
-    prepared: tuple[InferenceRequest, list[tuple[TensorMeta, bool]]],
+    request: InferenceRequest,
+    wanted: list[tuple[TensorMeta, bool]],
     started: Started,
     result: Any,
 ) -> tuple[bytes, int | None]:
     """The outputs of finished inference, encoded (in a worker thread: a large response costs time)."""
-    request, wanted = prepared
     results = started.finish(result)
     outputs = [OutputTensor(spec.name, spec.datatype, results[spec.name], binary) for spec, binary in wanted]
     return encode_response(servable.name, servable.version, request.id, outputs)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,10 @@ class GraphModel(Servable):
         """The graph's own names of its inputs' first axes: a caption decoder that takes its features
         once per image has ``images`` there and ``batch`` (its rows) elsewhere. A fixed or unnamed first
         axis counts as the batch."""
+        return self._first_axes
+
+    @cached_property
+    def _first_axes(self) -> dict[str, str]:  # read once per request (inputs checked, then run)
         session = self.runtime().sessions[self.key]
         return {
             t.name: t.shape[0] if t.shape and isinstance(t.shape[0], str) else "batch"
