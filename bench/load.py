@@ -160,7 +160,7 @@ def measure(
     """``generate`` in ``processes`` processes at once, the clients and requests shared out; their
     latencies pooled, the throughput over the longest process's time."""
     if processes <= 1:
-        return dict(_run(generate(url, task, concurrency, requests, duration)))
+        return _one_process((url, task, concurrency, requests, duration))
     processes = min(processes, concurrency)
     shares = [
         (url, task, len(range(i, concurrency, processes)), len(range(i, requests, processes)), duration)

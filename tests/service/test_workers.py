@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -37,7 +37,7 @@ def workers_of(supervisor: int) -> set[int]:
     return found
 
 
-def wait_for(condition, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "timed out"

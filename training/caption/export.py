@@ -148,8 +148,7 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str, version: in
     tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
     with torch.no_grad():
         pixels = torch.zeros(2, 3, *image["size"])
-        features, h0, c0 = model.encode(pixels)
-        projected = model.decoder.project(features)
+        features, h0, c0, projected = EncoderGraph(model)(pixels)
         image_index = torch.tensor([0, 0, 1])  # rows differ from images in number, as beams make them
     caption = {"tokenizer": "tokenizer.json", "bos_id": BOS_ID, "eos_id": EOS_ID, "pad_id": PAD_ID,
                "unk_id": UNK_ID, "max_length": checkpoint["max_length"], "length_penalty": length_penalty,
