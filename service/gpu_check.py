@@ -18,6 +18,7 @@ CUDA options) come from ``MODELSERVE_*`` as for the service.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any, cast
 import numpy as np
 import onnxruntime as ort
 
-from .providers import CPU, uses_gpu
+from .providers import CPU, unavailable_providers, uses_gpu
 from .repository import VersionDir, discover, read_manifest, verify_files
 from .runtimes import RUNTIMES, Runtime
 from .settings import Settings
@@ -155,12 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--require-gpu", action="store_true", help="exit 3 when any graph gets no GPU provider"
     )
     args = parser.parse_args(argv)
+    # the service's warnings (a provider that cannot be created, a session that fell back) among the lines
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout, force=True)
     overrides = {"models_dir": args.models_dir, "providers": args.providers}
     settings = Settings(**{key: value for key, value in overrides.items() if value is not None})
 
     print(f"onnxruntime {ort.__version__} ({ort.get_device()} build)")
     print(f"available providers: {ort.get_available_providers()}")
     print(f"requested providers: {settings.providers}; compared with: [{CPU!r}]")
+    sys.stdout.flush()
+    unavailable_providers(settings)  # logs, once, each requested provider that cannot be created and why
     print(f"tolerance: |gpu - cpu| <= {args.atol} + {args.rtol} * |cpu|")
     enabled = set(settings.enabled_models)
     versions = [v for v in discover(settings.models_dir) if not enabled or v.name in enabled]

@@ -13,7 +13,7 @@ from .batching import BatchConfig, Batcher, QueueWorker
 from .errors import ModelNotFound, ModelNotReady
 from .manifest import Manifest
 from .metrics import Metrics
-from .providers import requested_providers, uses_gpu
+from .providers import requested_providers, unavailable_providers, uses_gpu
 from .repository import VersionDir, discover, load_version, read_manifest
 from .runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, RuntimeLoadError, SentimentRuntime
 from .settings import Settings
@@ -82,6 +82,8 @@ class ModelRegistry:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.requested_providers = requested_providers(settings)
+        # requested providers that cannot be created in this process, and why: known once loading starts
+        self.unavailable_providers: dict[str, str] = {}
         enabled = set(settings.enabled_models)
         self.versions = [
             ModelVersion(v) for v in discover(settings.models_dir) if not enabled or v.name in enabled
@@ -92,6 +94,7 @@ class ModelRegistry:
 
     def load_all(self) -> None:
         """Load and warm up every version, one after the other (blocking)."""
+        self.unavailable_providers = unavailable_providers(self.settings)
         for entry in self.versions:
             if self._stop.is_set():
                 entry.state, entry.reason = ModelState.FAILED, "shut down before loading"
@@ -196,11 +199,14 @@ class ModelRegistry:
             if self.serving(name) is None
         ]
         if self.settings.require_gpu:
-            reasons += [
+            on_cpu = [
                 f"model {v.name}/{v.version} runs on {v.actual_providers()}, and require_gpu is set"
                 for v in self.ready_versions()
                 if not all(uses_gpu(providers) for providers in v.providers.values())
             ]
+            if on_cpu:
+                on_cpu += [f"{name}: {why}" for name, why in self.unavailable_providers.items()]
+            reasons += on_cpu
         return reasons
 
     def close(self) -> None:

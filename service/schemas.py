@@ -128,6 +128,17 @@ class ModelInfo(BaseModel):
     requested_providers: list[str] = Field(
         examples=[["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]]
     )
+    unavailable_providers: dict[str, str] = Field(
+        default_factory=dict,
+        examples=[
+            {
+                "CUDAExecutionProvider": "libonnxruntime_providers_cuda.so: libcublasLt.so.13: cannot open "
+                "shared object file: No such file or directory; Require cuDNN 9.* and CUDA 13.*"
+            }
+        ],
+        description="Requested providers that cannot be created in this process (the same for every "
+        "model), each with onnxruntime's reason; the sessions do not ask for them.",
+    )
     providers: list[str] = Field(
         examples=[["CPUExecutionProvider"]], description="Providers actually in use, over all graphs."
     )

@@ -30,6 +30,7 @@ def _model_info(entry: ModelVersion, registry: ModelRegistry) -> ModelInfo:
         serving=registry.serving(entry.name) is entry,
         load_time_s=entry.load_time_s,
         requested_providers=registry.requested_providers,
+        unavailable_providers=registry.unavailable_providers,
         providers=entry.actual_providers(),
         graphs=graphs,
     )

@@ -132,7 +132,8 @@ def test_a_session_that_lost_tensorrt_is_made_again_with_the_cuda_options(
 ) -> None:
     """onnxruntime's own fallback drops every provider option (device_id, memory limit); the service asks
     again without TensorRT, so that CUDA gets its options. (onnxruntime cannot be made to fall back to CUDA
-    on a machine without a GPU, hence the stand-in sessions.)"""
+    on a machine without a GPU, hence the stand-in sessions, and a provider check that let both through, as
+    it does where TensorRT runs the one-node probe graph but not the model.)"""
     asked: list[list[str]] = []
 
     def session(path: Path, names: list[str], settings: Settings) -> FallbackSession:
@@ -140,6 +141,7 @@ def test_a_session_that_lost_tensorrt_is_made_again_with_the_cuda_options(
         return FallbackSession(["CUDAExecutionProvider", "CPUExecutionProvider"])
 
     monkeypatch.setattr(providers, "_session", session)
+    monkeypatch.setattr(providers, "check_provider", lambda name, _: providers.ProviderCheck(name, True))
     built_in = [providers.TENSORRT, providers.CUDA, providers.CPU]
     monkeypatch.setattr(ort, "get_available_providers", lambda: built_in)
     settings = Settings(models_dir=tiny_repo)

@@ -125,12 +125,15 @@ def test_empty_repository_is_ready_with_no_models(tmp_path: Path) -> None:
 def test_require_gpu_fails_readiness_when_a_model_runs_on_cpu(tiny_repo: Path) -> None:
     with running_client(tiny_repo, require_gpu=True, enabled_models=["tiny-sentiment"]) as client:
         response = client.get("/health/ready")
+        # then the requested providers that cannot be created here, with onnxruntime's reasons
+        unavailable = client.get("/v1/models").json()["models"][0]["unavailable_providers"]
         assert (response.status_code, response.json()) == (
             503,
             {
                 "status": "not_ready",
                 "reasons": [
-                    "model tiny-sentiment/1 runs on ['CPUExecutionProvider'], and require_gpu is set"
+                    "model tiny-sentiment/1 runs on ['CPUExecutionProvider'], and require_gpu is set",
+                    *(f"{name}: {reason}" for name, reason in unavailable.items()),
                 ],
             },
         )
