@@ -11,7 +11,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from ..manifest import ImageSpec
 
-SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF"})
+# MPO: a JPEG with more pictures after the first (multi-picture format), as many cameras write; the first
+# picture is the photo.
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF"})
+# Largest value of a 16-bit greyscale pixel (PNG), which Pillow reads in an integer mode ("I;16", "I")
+MAX_16_BIT = 65535
 
 
 def decode_image(data: bytes, max_pixels: int, spec: ImageSpec | None = None) -> Image.Image:
@@ -40,7 +44,7 @@ def decode_image(data: bytes, max_pixels: int, spec: ImageSpec | None = None) ->
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLarge(f"image is {width}x{height} pixels, more than the limit of {max_pixels}")
-    if spec is not None and image.format == "JPEG":
+    if spec is not None and image.format in ("JPEG", "MPO"):
         needed = spec.resize if spec.resize is not None else max(spec.size)  # either orientation
         image.draft(image.mode, (needed, needed))
     try:
@@ -60,7 +64,9 @@ def _to_rgb_or_grey(image: Image.Image) -> Image.Image:
     if image.mode in ("RGB", "L"):
         return image
     if image.mode.startswith("I") or image.mode == "F":
-        return image.convert("L")
+        # 16-bit greyscale: scaled to 8 bits (Pillow's convert("L") clips every value above 255 to white)
+        values = np.asarray(image, dtype=np.float32)
+        return Image.fromarray(np.rint(np.clip(values, 0, MAX_16_BIT) * (255 / MAX_16_BIT)).astype(np.uint8))
     return image.convert("RGB")
 
 

@@ -79,3 +79,27 @@ def test_large_jpegs_are_decoded_at_a_reduced_size_the_target_allows() -> None:
     assert decode_image(png, 10**7, spec).size == (1000, 600)  # draft is for JPEG only
     full = image_batch([decode_image(big, 10**7)], spec)
     assert np.abs(image_batch([reduced], spec) - full).max() < 0.05  # same picture
+
+
+def test_16_bit_grey_is_scaled_to_8_bits() -> None:
+    """A 16-bit greyscale PNG (Pillow mode I;16) decodes to the same 8-bit image as the 8-bit PNG of the
+    same picture; converting it straight to L clipped every value above 255 to white."""
+    grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    buffer = io.BytesIO()
+    Image.fromarray(grey.astype(np.uint16) * 257).save(buffer, "PNG")
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode.startswith("I")
+    decoded = decode_image(buffer.getvalue(), 10_000)
+    assert decoded.mode == "L"
+    assert np.array_equal(np.asarray(decoded), grey)
+
+
+def test_a_jpeg_with_several_pictures_is_its_first_picture() -> None:
+    """Cameras write JPEGs with more pictures after the photo (multi-picture format: Pillow says MPO);
+    they were refused as an unsupported format."""
+    first, second = Image.new("RGB", (40, 30), (250, 0, 0)), Image.new("RGB", (40, 30), (0, 0, 250))
+    buffer = io.BytesIO()
+    first.save(buffer, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    decoded = np.asarray(decode_image(buffer.getvalue(), 10_000))
+    assert decoded.shape == (30, 40, 3)
+    assert decoded[..., 0].mean() > 200 and decoded[..., 2].mean() < 50
