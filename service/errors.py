@@ -3,11 +3,17 @@ under ``/v2`` the Open Inference Protocol's own body, ``{"error": "<message>"}``
 
 from __future__ import annotations
 
+import json
+import logging
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -65,6 +71,13 @@ class TooManyItems(ServiceError):
 
     status_code = 413
     code = "too_many_items"
+
+
+class TensorTooLarge(ServiceError):
+    """A /v2 graph input longer than ``max_axis_size`` along a free axis other than the first."""
+
+    status_code = 413
+    code = "tensor_too_large"
 
 
 class UnsupportedMediaType(ServiceError):
@@ -135,15 +148,25 @@ def is_v2_request(scope: Scope) -> bool:
     return path == V2_PREFIX or path.startswith(V2_PREFIX + "/")
 
 
+class ErrorJSON(JSONResponse):
+    """A JSON error body that renders whatever the message quotes from the request: a lone surrogate
+    (``"\\ud800"`` is valid JSON, and not valid Unicode) is written as its JSON escape instead of failing
+    the UTF-8 encoding, which would turn the error into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        return text.encode("utf-8", errors="backslashreplace")
+
+
 def error_response(error: ServiceError, scope: Scope | None = None) -> JSONResponse:
     """Render an error as the one JSON error body, or as the v2 protocol's when ``scope`` is a v2 request."""
     if scope is not None and is_v2_request(scope):
         status = error.status_code
         if 400 <= status < 500 and status not in _V2_STATUSES:
             status = 400
-        return JSONResponse({"error": error.message}, status_code=status, headers=error.headers())
+        return ErrorJSON({"error": error.message}, status_code=status, headers=error.headers())
     body = {"error": {"code": error.code, "message": error.message, "status": error.status_code}}
-    return JSONResponse(body, status_code=error.status_code, headers=error.headers())
+    return ErrorJSON(body, status_code=error.status_code, headers=error.headers())
 
 
 def _format_validation(exc: RequestValidationError) -> str:
@@ -185,8 +208,41 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     return error_response(error, request.scope)
 
 
+def _internal_error(exc: Exception) -> ServiceError:
+    return ServiceError(f"internal error: {type(exc).__name__}")
+
+
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(ServiceError(f"internal error: {type(exc).__name__}"), request.scope)
+    return error_response(_internal_error(exc), request.scope)
+
+
+class UnexpectedErrors:
+    """ASGI middleware: an exception no handler knows (a defect) is logged with its traceback and answered
+    with the 500 error body, and the connection stays usable. (Left to Starlette, the 500 is sent and the
+    exception raised again, and the server then closes the connection: the client's next request on it
+    fails, however valid.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # part of the answer is out: nothing to do but let the server end the connection
+                raise
+            logger.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            await error_response(_internal_error(exc), scope)(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

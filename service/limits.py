@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .errors import EmptyText, TextTooLong, TooManyItems
+from .errors import EmptyText, InvalidInput, TextTooLong, TooManyItems
 from .settings import Settings
 
 
@@ -13,7 +13,8 @@ def check_item_count(count: int, kind: str, max_items: int) -> None:
 
 
 def check_texts(texts: list[str], settings: Settings) -> None:
-    """At least one text, at most ``max_batch_items``, none blank, none over ``max_text_chars``."""
+    """At least one text, at most ``max_batch_items``, none blank, none over ``max_text_chars``, each
+    valid Unicode (JSON can spell a lone surrogate, ``"\\ud800"``, which no tokenizer takes)."""
     if not texts:
         raise EmptyText("texts must not be empty")
     check_item_count(len(texts), "texts", settings.max_batch_items)
@@ -24,3 +25,10 @@ def check_texts(texts: list[str], settings: Settings) -> None:
             raise TextTooLong(
                 f"text {i} has {len(text)} characters, more than the limit of {settings.max_text_chars}"
             )
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InvalidInput(
+                    f"text {i} is not valid Unicode: a lone surrogate at character {exc.start}"
+                ) from exc

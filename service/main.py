@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __doc__ as package_doc
-from .errors import install_error_handlers
+from .errors import UnexpectedErrors, install_error_handlers
 from .metrics import Metrics, RequestMetrics
 from .registry import ModelRegistry
 from .routes import caption, classify, health, metrics, models, sentiment, v2
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
+    app.add_middleware(UnexpectedErrors)  # innermost: a defect's 500 keeps the connection
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: sees every answer
     routers = (

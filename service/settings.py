@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     )
     max_batch_items: int = Field(32, ge=1, description="Most images or texts in one request (413 above it).")
     max_text_chars: int = Field(5000, ge=1, description="Longest text in characters (422 above it).")
+    max_axis_size: int = Field(
+        1024,
+        ge=1,
+        description="Largest size of a /v2 graph input's free axis other than the first (a token sequence): "
+        "413 above it. The first axis is held to max_batch_items.",
+    )
     max_top_k: int = Field(100, ge=1, description="Largest top_k of /v1/classify-image.")
     max_caption_length: int = Field(50, ge=1, description="Largest max_length of /v1/caption, in tokens.")
     max_beam_size: int = Field(8, ge=1, description="Largest beam_size of /v1/caption.")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from ..errors import BadRequest, ModelNotReady
+from ..errors import BadRequest, ModelNotReady, TensorTooLarge
 from ..limits import check_item_count
 from ..manifest import ImageSpec, Manifest
 from ..registry import ModelState, ModelVersion
@@ -137,6 +137,7 @@ class Servable(ABC):
             if tensor.name in checked:
                 raise BadRequest(f"input '{tensor.name}' is given twice")
             _check_tensor(tensor, spec, self.name)
+            self._check_free_axes(tensor, spec)
             checked[tensor.name] = (tensor, spec)
         missing = [name for name in specs if name not in checked]
         if missing:
@@ -156,6 +157,17 @@ class Servable(ABC):
                 array = _base64_decoded(array, name)
             arrays[name] = array
         return arrays
+
+    def _check_free_axes(self, tensor: InputTensor, spec: TensorMeta) -> None:
+        """A free axis after the first (a token sequence) costs compute and memory in proportion (an LSTM
+        over a million tokens: 40 s and 5 GB), so it is held to ``max_axis_size``."""
+        limit = self.settings.max_axis_size
+        for axis, (size, wanted) in enumerate(zip(tensor.shape, spec.shape, strict=True)):
+            if axis and wanted == -1 and size > limit:
+                raise TensorTooLarge(
+                    f"input '{tensor.name}' has {size} along axis {axis}, more than the limit of {limit} "
+                    "(max_axis_size)"
+                )
 
     def select_outputs(self, request: InferenceRequest) -> list[tuple[TensorMeta, bool]]:
         """The outputs to return, each with whether it goes as binary data."""

@@ -120,6 +120,8 @@ def parse_json_object(data: bytes, what: str) -> dict[str, Any]:
         value = json.loads(data)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest(f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest(f"{what} is nested too deeply") from exc
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object")
     return value
@@ -246,7 +248,10 @@ def _json_strings(data: Any, where: str) -> list[bytes]:
         elif isinstance(value, list):
             stack.append(iter(value))
         elif isinstance(value, str):
-            items.append(value.encode("utf-8"))
+            try:
+                items.append(value.encode("utf-8"))
+            except UnicodeEncodeError as exc:  # JSON can spell a lone surrogate: "\ud800"
+                raise BadRequest(f"{where}: a string is not valid Unicode (a lone surrogate)") from exc
         else:
             raise BadRequest(f"{where}: BYTES data must be strings")
     return items

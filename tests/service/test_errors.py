@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import io
+import json
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from .conftest import error, image_bytes, running_client, upload
+from service.main import create_app
+from service.settings import Settings
+
+from .conftest import error, free_port, image_bytes, running_client, upload
 
 LIMITS = {
     "max_upload_bytes": 50_000,
@@ -237,3 +246,65 @@ def test_still_serving_after_bad_inputs(client: TestClient) -> None:
     status, body = classify(client, upload(image_bytes((0, 255, 0))), top_k="1")
     assert status == 200
     assert body["results"][0]["predictions"][0]["label"] == "green"  # type: ignore[index]
+
+
+def test_text_that_is_not_unicode(client: TestClient) -> None:
+    """JSON can spell a lone surrogate ("\\ud800"), which no tokenizer takes (it was a 500); quoted back in
+    a message, it is written as its JSON escape."""
+    body = b'{"texts": ["good", "bad \\ud800 film"]}'
+    response = client.post("/v1/sentiment", content=body, headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()) == (
+        422,
+        error("invalid_input", "text 1 is not valid Unicode: a lone surrogate at character 4", 422),
+    )
+    body = b'{"text": "good", "model": "x\\udfff"}'
+    response = client.post("/v1/sentiment", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 404
+    assert response.json()["error"]["message"] == "unknown model 'x\\udfff'"
+
+
+def test_health_answers_head(client: TestClient) -> None:
+    for path in ("/health/live", "/health/ready"):
+        response = client.head(path)
+        assert (response.status_code, response.content) == (200, b"")
+
+
+def test_an_unexpected_error_is_a_500_body_and_the_connection_stays_usable(tiny_repo: Path) -> None:
+    """A defect (an exception no handler knows) is answered with the 500 error body, and the client's next
+    request on the same keep-alive connection is answered: left to Starlette, the server closed the
+    connection after the 500, so that next request failed, however valid."""
+    app = create_app(Settings(models_dir=tiny_repo))
+
+    @app.get("/defect")
+    async def defect() -> None:
+        raise RuntimeError("a bug")
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            stream = sock.makefile("rb")
+            answers = []
+            for path in ("/defect", "/health/live", "/defect"):
+                sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+                status = stream.readline().split()[1]
+                headers = {}
+                while (line := stream.readline().strip()) != b"":
+                    key, _, value = line.partition(b":")
+                    headers[key.strip().lower()] = value.strip()
+                assert b"connection" not in headers or headers[b"connection"] != b"close"
+                answers.append((int(status), json.loads(stream.read(int(headers[b"content-length"])))))
+        assert answers == [
+            (500, error("internal_error", "internal error: RuntimeError", 500)),
+            (200, {"status": "ok", "reasons": []}),
+            (500, error("internal_error", "internal error: RuntimeError", 500)),
+        ]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -668,3 +668,52 @@ def test_requests_waiting_for_a_batch_do_not_hold_worker_threads(tiny_repo: Path
     labels = '{model="tiny-sentiment",version="1"}'
     assert f"modelserve_batch_size_count{labels} 1.0" in metrics
     assert f"modelserve_batch_size_sum{labels} 48.0" in metrics
+
+
+def test_strings_that_are_not_unicode_and_deep_nesting_are_400s(http: httpx.Client) -> None:
+    """JSON can spell a lone surrogate ("\\ud800"), which is not Unicode: in a tensor's data it is refused,
+    and quoted in an error message it is escaped (rendering it used to fail, a 500)."""
+
+    def error(response: httpx.Response) -> tuple[int, str]:
+        return response.status_code, response.json()["error"]
+
+    def post(url: str, body: str) -> httpx.Response:
+        return http.post(url, content=body.encode(), headers={"content-type": "application/json"})
+
+    data = '{"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["\\ud800"]}]}'
+    assert error(post("/v2/models/tiny-sentiment/infer", data)) == (
+        400,
+        "input 'text': a string is not valid Unicode (a lone surrogate)",
+    )
+    name = '{"inputs": [{"name": "\\ud800", "datatype": "BYTES", "shape": [1], "data": ["a"]}]}'
+    response = post("/v2/models/tiny-sentiment/infer", name)
+    assert b"'\\ud800'" in response.content  # the JSON escape, in valid UTF-8
+    assert error(response) == (400, "model 'tiny-sentiment' has no input '\ud800'; its inputs: text")
+    deep = "[" * 100_000
+    assert error(post("/v2/models/tiny-sentiment/infer", deep)) == (
+        400,
+        "the inference request is nested too deeply",
+    )
+    assert error(post("/v2/repository/index", deep)) == (400, "the index request is nested too deeply")
+    assert http.get("/v2/health/live").status_code == 200
+
+
+def test_a_free_axis_after_the_first_is_held_to_max_axis_size(http: httpx.Client) -> None:
+    """A token sequence costs in proportion to its length; /v1 truncates texts, /v2 graph inputs are held
+    to max_axis_size (1024 by default)."""
+    url = "/v2/models/tiny-sentiment.model/infer"
+
+    def tensors(length: int) -> dict[str, Any]:
+        return {
+            "inputs": [
+                {"name": "input_ids", "datatype": "INT64", "shape": [1, length], "data": [2] * length},
+                {"name": "lengths", "datatype": "INT64", "shape": [1], "data": [length]},
+            ]
+        }
+
+    assert http.post(url, json=tensors(1024)).status_code == 200
+    response = http.post(url, json=tensors(1025))
+    assert (response.status_code, response.json()) == (
+        413,
+        {"error": "input 'input_ids' has 1025 along axis 1, more than the limit of 1024 (max_axis_size)"},
+    )
