@@ -11,21 +11,15 @@ from ..schemas import Health
 router = APIRouter(prefix="/health", tags=["health"])
 
 
-# HEAD too: some load balancers and probes check with it
-
-
-@router.api_route("/live", methods=["GET", "HEAD"], response_model=Health)
+@router.get("/live", response_model=Health)
+@router.head("/live", include_in_schema=False)  # HEAD too: some load balancers and probes use it
 async def live() -> Health:
     """The process answers."""
     return Health(status="ok")
 
 
-@router.api_route(
-    "/ready",
-    methods=["GET", "HEAD"],
-    response_model=Health,
-    responses={503: {"model": Health, "description": "Not ready"}},
-)
+@router.get("/ready", response_model=Health, responses={503: {"model": Health, "description": "Not ready"}})
+@router.head("/ready", include_in_schema=False)
 async def ready(registry: RegistryDep) -> JSONResponse:
     """200 once every enabled model is loaded and has answered a warm-up inference; else 503 with the
     reasons."""
