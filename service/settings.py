@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Largest image, width x height, checked from its header (413 above it)."
     )
+    max_decoding_pixels: int = Field(
+        100_000_000,
+        ge=1,
+        description="Most pixels being decoded at once over every request (an image's decoded RGB takes 3 "
+        "bytes a pixel, and more while it is preprocessed); a decode waits for room, and an image alone "
+        "always fits.",
+    )
     max_batch_items: int = Field(32, ge=1, description="Most images or texts in one request (413 above it).")
     max_text_chars: int = Field(5000, ge=1, description="Longest text in characters (422 above it).")
     max_axis_size: int = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 from fastapi import UploadFile
@@ -12,7 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .errors import PayloadTooLarge, ServiceError, UnsupportedMediaType, error_response
 from .limits import check_item_count
 from .manifest import ImageSpec
-from .preprocessing import load_pixels
+from .preprocessing import DecodeBudget, load_pixels
+from .settings import Settings
 
 # Declared types we accept; a missing or generic type is accepted and the bytes decide.
 IMAGE_MEDIA_TYPES = frozenset(
@@ -54,12 +56,20 @@ class BodySizeLimit:
         return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
 
 
-async def read_images(
-    files: list[UploadFile], max_items: int, max_pixels: int, spec: ImageSpec
-) -> list[np.ndarray]:
+_budgets: dict[int, DecodeBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def decode_budget(settings: Settings) -> DecodeBudget:
+    """The process's bound on pixels being decoded at once (one per ``max_decoding_pixels`` value)."""
+    with _budgets_lock:
+        return _budgets.setdefault(settings.max_decoding_pixels, DecodeBudget(settings.max_decoding_pixels))
+
+
+async def read_images(files: list[UploadFile], settings: Settings, spec: ImageSpec) -> list[np.ndarray]:
     """Check count and media types, then decode and preprocess every upload for ``spec``: in worker
     threads, in parallel (Pillow and numpy release the GIL), off the event loop."""
-    check_item_count(len(files), "images", max_items)
+    check_item_count(len(files), "images", settings.max_batch_items)
     for upload in files:
         media_type = (upload.content_type or "").split(";")[0].strip().lower()
         if media_type not in IMAGE_MEDIA_TYPES | GENERIC_MEDIA_TYPES:
@@ -71,7 +81,7 @@ async def read_images(
     names = [upload.filename or "upload" for upload in files]
     results = await asyncio.gather(
         *(
-            run_in_threadpool(named_pixels, name, data, max_pixels, spec)
+            run_in_threadpool(named_pixels, name, data, settings, spec)
             for name, data in zip(names, contents, strict=True)
         ),
         return_exceptions=True,
@@ -82,9 +92,10 @@ async def read_images(
     return [result for result in results if isinstance(result, np.ndarray)]
 
 
-def named_pixels(name: str, data: bytes, max_pixels: int, spec: ImageSpec) -> np.ndarray:
-    """``load_pixels``, with ``name`` (a file name, "image 2") leading the message of any error."""
+def named_pixels(name: str, data: bytes, settings: Settings, spec: ImageSpec) -> np.ndarray:
+    """``load_pixels`` within the settings' limits (``max_image_pixels``, the process's decode budget),
+    with ``name`` (a file name, "image 2") leading the message of any error."""
     try:
-        return load_pixels(data, max_pixels, spec)
+        return load_pixels(data, settings.max_image_pixels, spec, decode_budget(settings))
     except ServiceError as exc:
         raise type(exc)(f"{name}: {exc.message}") from exc

@@ -41,7 +41,7 @@ async def caption(
         check_range("max_length", max_length, 1, settings.max_caption_length)
     entry, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
     length = max_length or runtime.default_max_length()
-    pixels = await read_images(files, settings.max_batch_items, settings.max_image_pixels, runtime.image_spec)
+    pixels = await read_images(files, settings, runtime.image_spec)
     hypotheses = await entry.caption_batcher().infer(np.stack(pixels), length, beam_size)
     results = [
         Caption(filename=upload.filename, caption=runtime.detokenize(h.tokens), score=h.score)

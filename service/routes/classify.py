@@ -34,7 +34,7 @@ async def classify_image(
     """Classify each uploaded image; returns its ``top_k`` labels with their probabilities."""
     check_range("top_k", top_k, 1, settings.max_top_k)
     entry, runtime = resolve_runtime(registry, ClassifierRuntime, model, settings.default_image_classifier)
-    pixels = await read_images(files, settings.max_batch_items, settings.max_image_pixels, runtime.image_spec)
+    pixels = await read_images(files, settings, runtime.image_spec)
     probabilities = await entry.item_batcher().infer(pixels)
     ranked = rank(np.stack(probabilities), runtime.labels, top_k)
     results = [

@@ -188,10 +188,7 @@ class Servable(ABC):
     def image_pixels(self, files: np.ndarray, spec: ImageSpec) -> list[np.ndarray]:
         """Encoded image files -> preprocessed arrays [C, H, W] for ``spec``, with the /v1 uploads'
         checks (format, size, integrity)."""
-        return [
-            named_pixels(f"image {i}", data, self.settings.max_image_pixels, spec)
-            for i, data in enumerate(files)
-        ]
+        return [named_pixels(f"image {i}", data, self.settings, spec) for i, data in enumerate(files)]
 
 
 def _check_tensor(tensor: InputTensor, spec: TensorMeta, model: str) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from service.errors import ImageTooLarge
+from service.errors import ImageTooLarge, InvalidImage
 from service.manifest import ImageSpec, TextSpec
-from service.preprocessing import TextEncoder, decode_image, image_batch
+from service.preprocessing import DecodeBudget, TextEncoder, decode_image, image_batch, load_pixels
 from tests.model_factory import _word_level_tokenizer
 
 from .conftest import image_bytes
@@ -103,3 +104,43 @@ def test_a_jpeg_with_several_pictures_is_its_first_picture() -> None:
     decoded = np.asarray(decode_image(buffer.getvalue(), 10_000))
     assert decoded.shape == (30, 40, 3)
     assert decoded[..., 0].mean() > 200 and decoded[..., 2].mean() < 50
+
+
+def test_the_decode_budget_holds_decoded_pixels_and_lets_one_image_through() -> None:
+    budget = DecodeBudget(pixels=100)
+    inside = threading.Semaphore(0)
+    release = threading.Event()
+    counts: list[int] = []
+
+    def decode(pixels: int) -> None:
+        with budget.hold(pixels):
+            counts.append(budget.held)
+            inside.release()
+            release.wait(10)
+
+    threads = [threading.Thread(target=decode, args=(60,)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    assert inside.acquire(timeout=10)
+    assert not inside.acquire(timeout=0.3)  # the second 60 would make 120: it waits
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert counts == [60, 60, 60] and budget.held == 0 and budget.peak == 60
+    with budget.hold(500):  # alone, an image larger than the budget still goes
+        assert budget.held == 500
+
+
+def test_a_decode_holds_the_pixels_it_decodes() -> None:
+    """What is held is the size decoded: a 1000x600 JPEG for a 64-pixel target is decoded at 1/8."""
+    spec = ImageSpec(color_mode="RGB", resize=64, size=(56, 56), mean=[0.5] * 3, std=[0.5] * 3)
+    budget = DecodeBudget(pixels=10**6)
+    big = image_bytes((200, 40, 90), "JPEG", size=(1000, 600), quality=95)
+    assert load_pixels(big, 10**7, spec, budget).shape == (3, 56, 56)
+    assert (budget.peak, budget.held) == (125 * 75, 0)
+    png = image_bytes((200, 40, 90), "PNG", size=(1000, 600))
+    load_pixels(png, 10**7, spec, budget)
+    assert (budget.peak, budget.held) == (1000 * 600, 0)
+    with pytest.raises(InvalidImage):
+        load_pixels(big[: len(big) // 2], 10**7, spec, budget)
+    assert budget.held == 0  # released when decoding fails too
