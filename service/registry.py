@@ -171,8 +171,8 @@ class ModelRegistry:
                     raise ModelNotReady(f"no {task} model is ready yet")
                 raise ModelNotFound(f"no {task} model is loaded")
             model = default if default in names else names[0]
-        name, _, pinned = model.partition(":")
-        candidates = [v for v in self.versions if v.name == name and (not pinned or str(v.version) == pinned)]
+        name, pin, pinned = model.partition(":")  # "name:" pins no version that exists
+        candidates = [v for v in self.versions if v.name == name and (not pin or str(v.version) == pinned)]
         if not candidates:
             raise ModelNotFound(f"unknown model {model!r}")
         other_tasks = {v.task for v in candidates if v.task is not None and v.task != task}

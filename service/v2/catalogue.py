@@ -20,14 +20,20 @@ def model_names(manifest: Manifest) -> list[str]:
     return [manifest.name, *(f"{manifest.name}{GRAPH_SEPARATOR}{key}" for key in manifest.graphs)]
 
 
-def _describes(entry: ModelVersion, graph: str) -> bool:
-    return entry.manifest is not None and (not graph or graph in entry.manifest.graphs)
+def _split(name: str) -> tuple[str, str | None]:
+    """A v2 name's model and graph (None: the task model; ``"name."`` names the graph "", which none is)."""
+    model, separator, graph = name.partition(GRAPH_SEPARATOR)
+    return model, graph if separator else None
+
+
+def _describes(entry: ModelVersion, graph: str | None) -> bool:
+    return entry.manifest is not None and (graph is None or graph in entry.manifest.graphs)
 
 
 def resolve(registry: ModelRegistry, settings: Settings, name: str, version: str | None) -> Servable:
     """The v2 model ``name`` (at ``version``, else the highest ready version, else the highest whose
     manifest was read). 404 for an unknown name or version; 503 when no version could be read."""
-    model, _, graph = name.partition(GRAPH_SEPARATOR)
+    model, graph = _split(name)
     entries = [v for v in registry.versions if v.name == model]
     if not entries:
         raise ModelNotFound(f"unknown model '{name}'")
@@ -44,14 +50,14 @@ def resolve(registry: ModelRegistry, settings: Settings, name: str, version: str
     ready = [v for v in described if v.state is ModelState.READY]
     entry = max(ready or described, key=lambda v: v.version)
     assert entry.manifest is not None
-    if graph:
+    if graph is not None:
         return GraphModel(name, entry, entry.manifest, settings, graph)
     return PIPELINES[entry.manifest.task](name, entry, entry.manifest, settings)
 
 
 def ready_versions(registry: ModelRegistry, name: str) -> list[str]:
     """The versions of a v2 model that serve requests, lowest first."""
-    model, _, graph = name.partition(GRAPH_SEPARATOR)
+    model, graph = _split(name)
     return [str(v.version) for v in registry.ready_versions() if v.name == model and _describes(v, graph)]
 
 

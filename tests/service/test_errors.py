@@ -263,6 +263,14 @@ def test_text_that_is_not_unicode(client: TestClient) -> None:
     assert response.json()["error"]["message"] == "unknown model 'x\\udfff'"
 
 
+def test_a_colon_with_no_version_is_no_model(client: TestClient) -> None:
+    response = client.post("/v1/sentiment", json={"text": "good", "model": "tiny-sentiment:"})
+    assert (response.status_code, response.json()) == (
+        404,
+        error("model_not_found", "unknown model 'tiny-sentiment:'", 404),
+    )
+
+
 def test_health_answers_head(client: TestClient) -> None:
     for path in ("/health/live", "/health/ready"):
         response = client.head(path)

@@ -217,6 +217,8 @@ def test_metadata_errors(triton: triton_http.InferenceServerClient) -> None:
         triton.get_model_metadata("tiny-classifier", "2")
     with raises("404", "unknown model 'tiny-classifier.encoder'"):
         triton.get_model_metadata("tiny-classifier.encoder")
+    with raises("404", "unknown model 'tiny-classifier.'"):  # an empty graph name is no graph
+        triton.get_model_metadata("tiny-classifier.")
 
 
 def test_repository_index(triton: triton_http.InferenceServerClient, http: httpx.Client) -> None:
