@@ -53,13 +53,26 @@ class BatchConfig:
         return [*sizes, self.max_size]
 
 
+class Ticket(Future[U]):
+    """The future of a queued request. ``abandon`` it when its client is gone: a queued request is then
+    cancelled (the worker skips it), a running one flagged (a captioner drops its search at the next
+    step; a one-run batch simply finishes)."""
+
+    abandoned = False
+
+    def abandon(self) -> None:
+        """Cancel, or flag when already running."""
+        if not self.cancel():
+            self.abandoned = True
+
+
 @dataclass
 class Pending(Generic[T, U]):
     """One request in a queue: its payload, how many rows (items) it counts for, and its future."""
 
     payload: T
     rows: int
-    future: Future[U]
+    future: Ticket[U]
     enqueued: float
 
 
@@ -77,9 +90,9 @@ class QueueWorker(Generic[T, U]):
         self._thread = threading.Thread(target=self._serve, name=f"batcher:{name}", daemon=True)
         self._thread.start()
 
-    def submit_payload(self, payload: T, rows: int) -> Future[U]:
+    def submit_payload(self, payload: T, rows: int) -> Ticket[U]:
         """Queue a request; raises ``QueueFull`` when ``queue_size`` requests are already waiting."""
-        future: Future[U] = Future()
+        future: Ticket[U] = Ticket()
         with self._cond:
             if self._closed:
                 raise ModelNotReady(f"model {self.name} is shutting down")
@@ -98,27 +111,33 @@ class QueueWorker(Generic[T, U]):
     def _take(self, max_rows: int, block: bool) -> list[Pending[T, U]]:
         """Waiting requests that fit in ``max_rows`` (the first one always, when ``block``). With
         ``block``, wait for a first request, then up to ``max_delay_s`` from its arrival for the rows to
-        fill; an empty list then means the worker is closed and the queue drained."""
+        fill; an empty list then means the worker is closed and the queue drained. Requests cancelled
+        meanwhile (their clients went away) are dropped; if they were all there was, it waits again."""
         with self._cond:
-            if block:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue:
-                    return []
-                deadline = self._queue[0].enqueued + self.config.max_delay_s
-                while self._queued_rows < max_rows and not self._closed:
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
             taken: list[Pending[T, U]] = []
-            rows = 0
-            while self._queue and (rows + self._queue[0].rows <= max_rows or (block and not taken)):
-                pending = self._queue.popleft()
-                self._queued_rows -= pending.rows
-                if pending.future.set_running_or_notify_cancel():  # False: the client went away
-                    taken.append(pending)
-                    rows += pending.rows
+            while not taken:
+                if block:
+                    while not self._queue and not self._closed:
+                        self._cond.wait()
+                    if not self._queue:
+                        return []
+                    deadline = self._queue[0].enqueued + self.config.max_delay_s
+                    while self._queued_rows < max_rows and not self._closed:
+                        remaining = deadline - time.perf_counter()
+                        if remaining <= 0:
+                            break
+                        self._cond.wait(remaining)
+                rows = 0
+                while self._queue and (rows + self._queue[0].rows <= max_rows or (block and not taken)):
+                    pending = self._queue.popleft()
+                    self._queued_rows -= pending.rows
+                    if pending.future.set_running_or_notify_cancel():
+                        taken.append(pending)
+                        rows += pending.rows
+                    else:  # cancelled: the client went away
+                        self.metrics.abandoned.inc()
+                if not block:
+                    break
             self.metrics.queue_depth.set(len(self._queue))
         started = time.perf_counter()
         for pending in taken:
@@ -150,7 +169,7 @@ class Batcher(QueueWorker[Sequence[T], list[np.ndarray]]):
         self._run = run
         super().__init__(name, config, metrics)
 
-    def submit(self, items: Sequence[T]) -> Future[list[np.ndarray]]:
+    def submit(self, items: Sequence[T]) -> Ticket[list[np.ndarray]]:
         """Queue a request's items; its future gets one output per item, in order."""
         return self.submit_payload(items, len(items))
 

@@ -113,6 +113,13 @@ class ValidationFailed(ServiceError):
     code = "validation_error"
 
 
+class ClientGone(ServiceError):
+    """The client closed the connection before its answer (nginx's 499; nobody reads it, the metrics do)."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class ModelNotReady(ServiceError):
     """The model exists but is not loaded (still loading, or every version failed)."""
 

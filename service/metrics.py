@@ -28,6 +28,7 @@ class ModelMetrics:
     batch_size: Histogram
     queue_depth: Gauge
     rejected: Counter
+    abandoned: Counter
 
 
 class Metrics:
@@ -81,6 +82,13 @@ class Metrics:
             model,
             registry=self.registry,
         )
+        self.abandoned = Counter(
+            "modelserve_requests_abandoned",
+            "Requests whose client went away before the answer; their work was dropped (while queued, or "
+            "a caption at its next decoder step).",
+            model,
+            registry=self.registry,
+        )
         self.model_info = Gauge(
             "modelserve_model_info",
             "1 for every loaded model version; providers: those its sessions actually got.",
@@ -98,6 +106,7 @@ class Metrics:
             batch_size=self.batch_size.labels(**labels),
             queue_depth=self.queue_depth.labels(**labels),
             rejected=self.rejected.labels(**labels),
+            abandoned=self.abandoned.labels(**labels),
         )
 
     def render(self) -> bytes:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
-from .batching import BatchConfig, Pending, QueueWorker
+from .batching import BatchConfig, Pending, QueueWorker, Ticket
 from .metrics import ModelMetrics
 from .runtimes.base import padded_size
 from .runtimes.beam import BeamSearch, Hypothesis
@@ -108,7 +107,7 @@ class CaptionBatcher(QueueWorker[CaptionJob, list[Hypothesis]]):
         self.slots = ImageSlots()  # the worker thread's alone
         super().__init__(name, config, metrics)
 
-    def submit(self, pixels: np.ndarray, max_length: int, beam_size: int) -> Future[list[Hypothesis]]:
+    def submit(self, pixels: np.ndarray, max_length: int, beam_size: int) -> Ticket[list[Hypothesis]]:
         """Queue a request; its future gets the best hypothesis per image."""
         return self.submit_payload(CaptionJob(pixels, max_length, beam_size), rows=len(pixels))
 
@@ -119,6 +118,7 @@ class CaptionBatcher(QueueWorker[CaptionJob, list[Hypothesis]]):
     def _serve(self) -> None:
         running: list[_Running] = []
         while True:
+            running = self._drop_abandoned(running)
             free = self.config.max_size - sum(r.search.n_images for r in running)
             admitted = self._take(free, block=not running)
             if not running and not admitted:
@@ -132,6 +132,17 @@ class CaptionBatcher(QueueWorker[CaptionJob, list[Hypothesis]]):
                     if not entry.pending.future.done():  # done: failed already
                         entry.pending.future.set_result(entry.search.best())
             running = [entry for entry in running if not entry.search.done]
+
+    def _drop_abandoned(self, running: list[_Running]) -> list[_Running]:
+        """The searches whose clients are still there; the others' rows are freed."""
+        kept = []
+        for entry in running:
+            if entry.pending.future.abandoned:
+                self.slots.release(entry.slots)
+                self.metrics.abandoned.inc()
+            else:
+                kept.append(entry)
+        return kept
 
     def _start(self, admitted: list[Pending[CaptionJob, list[Hypothesis]]]) -> list[_Running]:
         """Encode the admitted requests' images in one run and start a search for each request."""

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import CaptionerRuntime
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE
 from ..schemas import Caption, CaptionResponse
 from ..uploads import read_images
-from .common import check_range, error_responses, resolve_runtime
+from .common import answer_unless_gone, check_range, error_responses, resolve_runtime
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1", tags=["tasks"])
     "/caption", response_model=CaptionResponse, responses=error_responses(400, 404, 413, 415, 422, 503)
 )
 async def caption(
+    request: Request,
     registry: RegistryDep,
     settings: SettingsDep,
     files: Annotated[
@@ -35,14 +36,16 @@ async def caption(
     ] = DEFAULT_BEAM_SIZE,
 ) -> CaptionResponse:
     """Caption each uploaded image; returns the caption and its mean log-probability per token. Decoding
-    is batched per step with the other requests in flight (service/step_batching.py)."""
+    is batched per step with the other requests in flight (service/step_batching.py); a request whose
+    client goes away leaves it at the next step."""
     check_range("beam_size", beam_size, 1, settings.max_beam_size)
     if max_length is not None:
         check_range("max_length", max_length, 1, settings.max_caption_length)
     entry, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
     length = max_length or runtime.default_max_length()
     pixels = await read_images(files, settings, runtime.image_spec)
-    hypotheses = await entry.caption_batcher().infer(np.stack(pixels), length, beam_size)
+    ticket = entry.caption_batcher().submit(np.stack(pixels), length, beam_size)
+    hypotheses = await answer_unless_gone(request.receive, ticket)
     results = [
         Caption(filename=upload.filename, caption=runtime.detokenize(h.tokens), score=h.score)
         for upload, h in zip(files, hypotheses, strict=True)

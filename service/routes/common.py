@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from ..errors import InvalidInput, ServiceError
+from starlette.types import Receive
+
+from ..batching import Ticket
+from ..errors import ClientGone, InvalidInput, ServiceError
 from ..registry import ModelRegistry, ModelVersion
 from ..runtimes import Runtime
 from ..schemas import ErrorBody
 
 R = TypeVar("R", bound=Runtime)
+U = TypeVar("U")
 
 
 def resolve_runtime(
@@ -20,6 +26,34 @@ def resolve_runtime(
     if not isinstance(entry.runtime, kind):
         raise ServiceError(f"model {entry.name} has no {kind.task} runtime")
     return entry, entry.runtime
+
+
+async def answer_unless_gone(receive: Receive, future: Future[U]) -> U:
+    """Await a batcher's answer while watching the connection: if the client goes away first, the work is
+    abandoned (``Ticket``: dropped while queued, a caption at its next step) and ``ClientGone`` raised.
+    ``receive`` is the request's ASGI receive, whose body has been read: what comes next is the
+    disconnect."""
+    if future.done():
+        return future.result()
+    answer = asyncio.wrap_future(future)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not answer.done():
+        if isinstance(future, Ticket):
+            future.abandon()
+        else:
+            future.cancel()
+        answer.cancel()
+        raise ClientGone("the client closed the connection before the answer")
+    return answer.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:

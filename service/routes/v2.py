@@ -5,7 +5,6 @@ service/v2/catalogue.py, over the same registry and runtimes as /v1; errors are 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -19,6 +18,7 @@ from ..v2.base import Servable, Started, TensorMeta
 from ..v2.catalogue import ready_versions, repository_index, resolve
 from ..v2.schemas import ErrorV2, IndexEntry, ModelMetadata, ServerMetadata
 from ..v2.tensors import InferenceRequest, OutputTensor, encode_response, parse_json_object, parse_request
+from .common import answer_unless_gone
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 
@@ -135,7 +135,7 @@ async def _infer(servable: Servable, request: Request) -> Response:
     parsed, wanted, started = await run_in_threadpool(
         _start, servable, body, request.headers.get(HEADER_LENGTH)
     )
-    result = await asyncio.wrap_future(started.future)
+    result = await answer_unless_gone(request.receive, started.future)
     content, header_length = await run_in_threadpool(_finish, servable, parsed, wanted, started, result)
     if header_length is None:
         return Response(content, media_type="application/json")

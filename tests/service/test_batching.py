@@ -5,6 +5,7 @@ batch sizes."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -217,3 +218,21 @@ def test_a_full_queue_answers_503_with_retry_after(repo: Path) -> None:
         assert metric(client, 'modelserve_queue_depth{model="tiny-sentiment",version="1"}') == 2
     # leaving the client stops the batcher, which answers what it holds first
     assert all(f.result(timeout=5)[0].argmax() == 1 for f in waiting)
+
+
+def test_a_cancelled_request_is_skipped_and_the_worker_keeps_serving() -> None:
+    """A request cancelled while queued (its client went away) is dropped and counted; when it was all
+    the worker had taken, the worker waits for the next request (it used to take that for "closed" and
+    stop, leaving every later request unanswered)."""
+    metrics = Metrics().model("doubler", 1)
+    config = BatchConfig(max_size=8, max_delay_s=0.2, queue_size=8)
+    batcher = Batcher("doubler", lambda items: np.array(items) * 2, config, metrics)
+    try:
+        gone = batcher.submit([1])
+        gone.abandon()
+        assert gone.cancelled()
+        time.sleep(0.4)  # past the delay: the worker has taken the queue and found nothing to run
+        assert [int(x) for x in batcher.submit([3, 4]).result(timeout=10)] == [6, 8]
+        assert metrics.abandoned._value.get() == 1
+    finally:
+        batcher.close()

@@ -3,8 +3,10 @@ bad input, and stops on SIGTERM."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +87,28 @@ def test_large_blocks_freed_by_decode_threads_go_back_to_the_system() -> None:
         [sys.executable, "-c", RETAINED, "on"], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert int(retained.stdout) < 64
+
+
+def test_a_client_that_goes_away_leaves_no_work_behind(tiny_repo: Path) -> None:
+    """A caption request waits for company (a 2 s batch delay); its client closes the connection after
+    0.3 s: the request is abandoned (cancelled in the queue, never decoded), counted, and answered 499 in
+    the request metrics; the next client is served."""
+    env = {"MODELSERVE_BATCH_MAX_DELAY_MS": "2000", "MODELSERVE_ENABLED_MODELS": '["tiny-captioner"]'}
+    with running_server(tiny_repo, **env) as url:
+        port = int(url.rsplit(":", 1)[1])
+        request = httpx.Request("POST", f"{url}/v1/caption", files=[upload(image_bytes((255, 0, 0)))])
+        body, content_type = request.read(), request.headers["content-type"]
+        head = (
+            f"POST /v1/caption HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head.encode() + body)
+            time.sleep(0.3)
+        time.sleep(2.5)  # past the batch delay: the worker has taken (and skipped) the request
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'modelserve_requests_abandoned_total{model="tiny-captioner",version="1"} 1.0' in metrics
+        assert 'modelserve_batch_size_count{model="tiny-captioner",version="1"} 0.0' in metrics
+        assert 'endpoint="/v1/caption",method="POST",status="499"} 1.0' in metrics
+        answer = httpx.post(f"{url}/v1/caption", files=[upload(image_bytes((255, 0, 0)))], timeout=30)
+        assert answer.json()["results"][0]["caption"] == "a red square"

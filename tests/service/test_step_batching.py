@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.batching import BatchConfig
+from service.batching import BatchConfig, Ticket
 from service.metrics import Metrics
 from service.preprocessing import image_batch
 from service.repository import discover, load_version, read_manifest
@@ -193,3 +193,34 @@ def test_image_slots_grow_and_keep_the_rows_in_use() -> None:
     view = slots.view()
     assert view.features[:7, 0, 0].tolist() == [float(v) for v in range(1, 8)]
     assert view.projected is not None and view.projected[:7, 0, 0].tolist() == [2.0 * v for v in range(1, 8)]
+
+
+def test_abandoned_requests_leave_at_the_next_step_or_never_start(
+    captioner: CaptionerRuntime, steps: list[int], make_batcher: Callable[[int], CaptionBatcher]
+) -> None:
+    """A request whose client went away (``Ticket.abandon``) is dropped: running, at the next step (its
+    image rows freed); queued, before it starts. Neither gets an answer, and both are counted."""
+    batcher = make_batcher(2)
+    red = image_batch([Image.new("RGB", (16, 16), (255, 0, 0))], captioner.image_spec)
+    first = batcher.submit(red, 20, 2)  # "a red square" and its end: 4 steps
+    step = captioner.step
+    later: list[Ticket[list[Hypothesis]]] = []
+
+    def clients_come_and_go(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not steps:
+            later.append(batcher.submit(red, 20, 3))  # joins at step 2
+            later.append(batcher.submit(red, 20, 1))  # queued: two images are the most
+            later.append(batcher.submit(red, 20, 1))  # queued behind it
+        elif len(steps) == 1:
+            later[0].abandon()  # running: flagged
+            later[1].abandon()  # queued: cancelled
+        return step(*args)
+
+    captioner.step = clients_come_and_go  # type: ignore[method-assign]
+    assert captioner.detokenize(first.result(timeout=30)[0].tokens) == "a red square"
+    assert captioner.detokenize(later[2].result(timeout=30)[0].tokens) == "a red square"
+    # 2 rows; joined by 3 (step 2), which then left; the last request took the freed image row
+    assert steps == [2, 5, 3, 3, 1, 1]
+    assert later[0].abandoned and not later[0].done() and later[1].cancelled()
+    assert batcher.metrics.abandoned._value.get() == 2
+    assert not batcher.slots.used.any()
