@@ -59,6 +59,16 @@ class PayloadTooLarge(ServiceError):
     code = "payload_too_large"
 
 
+class RequestTimeout(ServiceError):
+    """The request body did not arrive within ``request_body_timeout_s``; the connection is closed."""
+
+    status_code = 408
+    code = "request_timeout"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}  # what is left of the body must not be read as the next request
+
+
 class ImageTooLarge(ServiceError):
     """The image has more than ``max_image_pixels`` pixels (a decompression bomb, say)."""
 
@@ -143,7 +153,7 @@ class QueueFull(ServiceError):
 
 V2_PREFIX = "/v2"
 # Statuses the v2 protocol keeps; its other client errors are 400 ("typically 400", says the protocol).
-_V2_STATUSES = frozenset({404, 405, 413})
+_V2_STATUSES = frozenset({404, 405, 408, 413})
 
 
 def is_v2_request(scope: Scope) -> bool:

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest request body in bytes (413 above it, refused while reading).",
     )
+    request_body_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="Longest a request body may take to arrive, from when its reading starts (408 after "
+        "it, and the connection closed): a client that stalls or trickles its upload holds nothing longer.",
+    )
     max_image_pixels: int = Field(
         40_000_000, ge=1, description="Largest image, width x height, checked from its header (413 above it)."
     )

@@ -10,7 +10,7 @@ from fastapi import UploadFile
 from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge, ServiceError, UnsupportedMediaType, error_response
+from .errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType, error_response
 from .limits import check_item_count
 from .manifest import ImageSpec
 from .preprocessing import DecodeBudget, load_pixels
@@ -25,11 +25,13 @@ GENERIC_MEDIA_TYPES = frozenset({"", "application/octet-stream"})
 
 class BodySizeLimit:
     """Refuses request bodies over ``max_bytes`` with 413: from Content-Length before reading anything,
-    and by counting bytes as they stream in (chunked uploads, lying headers)."""
+    and by counting bytes as they stream in (chunked uploads, lying headers); and bodies that take longer
+    than ``timeout_s`` to arrive, from the first read, with 408 (a stalled or trickling upload)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,10 +43,23 @@ class BodySizeLimit:
             await error_response(self._error(), scope)(scope, receive, send)
             return
         received = 0
+        deadline: float | None = None
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, complete
+            if complete:  # the body is in; what may come is the disconnect, whenever it comes
+                return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the request body did not arrive within {self.timeout_s:g} s ({received} bytes did)"
+                ) from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_bytes:
                 raise self._error()  # the error handlers turn it into the 413 body

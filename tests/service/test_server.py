@@ -3,6 +3,7 @@ bad input, and stops on SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, image_bytes, running_server, upload
+from .conftest import ROOT, error, image_bytes, running_server, upload
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,33 @@ def test_a_client_that_goes_away_leaves_no_work_behind(tiny_repo: Path) -> None:
         assert 'endpoint="/v1/caption",method="POST",status="499"} 1.0' in metrics
         answer = httpx.post(f"{url}/v1/caption", files=[upload(image_bytes((255, 0, 0)))], timeout=30)
         assert answer.json()["results"][0]["caption"] == "a red square"
+
+
+@pytest.mark.parametrize("path", ["/v1/sentiment", "/v2/models/tiny-sentiment/infer"])
+def test_a_stalled_upload_is_answered_408_and_its_connection_closed(tiny_repo: Path, path: str) -> None:
+    """A client sends its headers and part of the body, then nothing: after request_body_timeout_s it gets
+    408 and the connection is closed (the rest of a body must not be read as a request); others are
+    served meanwhile."""
+    env = {"MODELSERVE_REQUEST_BODY_TIMEOUT_S": "1", "MODELSERVE_ENABLED_MODELS": '["tiny-sentiment"]'}
+    with running_server(tiny_repo, **env) as url:
+        port = int(url.rsplit(":", 1)[1])
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            "Content-Length: 100\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head.encode() + b'{"text": "go')
+            started = time.monotonic()
+            assert httpx.post(f"{url}/v1/sentiment", json={"text": "good"}).status_code == 200
+            answer = b""
+            while chunk := sock.recv(65536):  # until the server closes the connection
+                answer += chunk
+            waited = time.monotonic() - started
+        status_line, _, rest = answer.partition(b"\r\n")
+        headers, _, body = rest.partition(b"\r\n\r\n")
+        assert status_line == b"HTTP/1.1 408 Request Timeout"
+        assert b"connection: close" in headers.lower()
+        message = "the request body did not arrive within 1 s (12 bytes did)"
+        expected = {"error": message} if path.startswith("/v2") else error("request_timeout", message, 408)
+        assert json.loads(body) == expected
+        assert 0.5 < waited < 5
