@@ -129,7 +129,8 @@ _CREATE = re.compile(r"Failed to create (?P<provider>\w+)\. (?P<why>.+)")
 
 
 def _reason(name: str, lines: list[str]) -> str:
-    """The line of onnxruntime's output that says why ``name`` was not created."""
+    """What onnxruntime's output says about why ``name`` was not created: the library that failed to load
+    and why, and the first sentence of its "Failed to create" warning; empty when it says neither."""
     library = "libonnxruntime_providers_" + name.removesuffix("ExecutionProvider").lower()
     reasons = []
     for line in lines:
