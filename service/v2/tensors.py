@@ -81,12 +81,16 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
     if header_length is None:
         head, binary = body, b""
     else:
-        if not header_length.strip().isdigit() or not 0 < int(header_length) <= len(body):
+        digits = header_length.strip()
+        # ASCII digits only: str.isdigit() also takes "²", which int() refuses (a 500), and a body can
+        # hold no more than 20 digits' worth (int() refuses over 4,300)
+        length = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 20 else 0
+        if not 0 < length <= len(body):
             raise BadRequest(
                 f"Inference-Header-Content-Length {header_length!r} is not a length within the body "
                 f"of {len(body)} bytes"
             )
-        head, binary = body[: int(header_length)], body[int(header_length) :]
+        head, binary = body[:length], body[length:]
     request = parse_json_object(head, "the inference request")
     parameters = _parameters(request, "the request")
     inputs = _field(request, "inputs", list, "the request")
