@@ -192,6 +192,9 @@ class Supervisor:
             while self.workers:
                 if self.stopping:
                     self._tell_workers_to_stop()  # those started since the signal too
+                    # no worker starts from now on: once the workers close theirs, the port refuses new
+                    # connections (as one process's does), instead of queueing them for no one
+                    sock.close()
                 by_sentinel = {process.sentinel: slot for slot, (process, _) in self.workers.items()}
                 for sentinel in wait(list(by_sentinel), timeout=1.0):
                     slot = by_sentinel[sentinel]  # type: ignore[index]  # sentinels are ints

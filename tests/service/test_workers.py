@@ -7,8 +7,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT, free_port, start_server
+from .conftest import ROOT, free_port, image_bytes, start_server, upload
 
 WORKERS = 2
 
@@ -134,3 +136,34 @@ def test_a_stop_signal_while_workers_start_stops_them_all(tiny_repo: Path) -> No
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     assert not any(alive(pid) for pid in workers)
+
+
+def test_after_a_stop_signal_the_port_refuses_new_connections(tiny_repo: Path) -> None:
+    """While the workers drain what is in flight, a new connection is refused (as one process's port
+    does: a proxy then tries another instance), not queued for no one and reset when the supervisor
+    exits; the request in flight is answered."""
+    process, url = start_server(
+        tiny_repo, MODELSERVE_WORKERS=str(WORKERS), MODELSERVE_BATCH_MAX_DELAY_MS="3000"
+    )
+    try:
+        wait_for(lambda: len(workers_of(process.pid)) == WORKERS)
+        answers: list[httpx.Response] = []
+        red = upload(image_bytes((255, 0, 0)))
+        in_flight = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{url}/v1/caption", files=[red], timeout=30))
+        )
+        in_flight.start()
+        time.sleep(0.5)  # the caption waits 3 s for company in its queue
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        port = int(url.rsplit(":", 1)[1])
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        in_flight.join(30)
+        assert answers[0].status_code == 200
+        assert answers[0].json()["results"][0]["caption"] == "a red square"
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
