@@ -136,9 +136,9 @@ class QueueWorker(Generic[T, U]):
                         rows += pending.rows
                     else:  # cancelled: the client went away
                         self.metrics.abandoned.inc()
+                self.metrics.queue_depth.set(len(self._queue))
                 if not block:
                     break
-            self.metrics.queue_depth.set(len(self._queue))
         started = time.perf_counter()
         for pending in taken:
             self.metrics.queue_wait.observe(started - pending.enqueued)

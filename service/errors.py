@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class QueueFull(ServiceError):
 
 V2_PREFIX = "/v2"
 # Statuses the v2 protocol keeps; its other client errors are 400 ("typically 400", says the protocol).
-_V2_STATUSES = frozenset({404, 405, 408, 413})
+_V2_STATUSES = frozenset({404, 405, 408, 413, 499})
 
 
 def is_v2_request(scope: Scope) -> bool:
@@ -217,6 +218,8 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI wraps errors raised while it reads the body (our upload limit among them) in a 400.
     if isinstance(exc.__cause__, ServiceError):
         return error_response(exc.__cause__, request.scope)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        return error_response(_client_gone(), request.scope)
     error = ServiceError(str(exc.detail))
     error.status_code = exc.status_code
     error.code = _HTTP_CODES.get(
@@ -227,6 +230,14 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 def _internal_error(exc: Exception) -> ServiceError:
     return ServiceError(f"internal error: {type(exc).__name__}")
+
+
+def _client_gone() -> ClientGone:
+    return ClientGone("the client closed the connection before sending the whole request")
+
+
+async def _disconnect_handler(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(_client_gone(), request.scope)
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -267,4 +278,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(HTTPException, _http_error_handler)
+    app.add_exception_handler(ClientDisconnect, _disconnect_handler)  # reading a body whose client left
     app.add_exception_handler(Exception, _unexpected_handler)

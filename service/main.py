@@ -68,7 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(UnexpectedErrors)  # innermost: a defect's 500 keeps the connection
     app.add_middleware(
-        BodySizeLimit, max_bytes=settings.max_upload_bytes, timeout_s=settings.request_body_timeout_s
+        BodySizeLimit,
+        max_bytes=settings.max_upload_bytes,
+        timeout_s=settings.request_body_timeout_s,
+        drops_upgrade_bodies=settings.http_parser == "httptools",
     )
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: sees every answer
     routers = (

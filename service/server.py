@@ -135,6 +135,8 @@ def _server(app: FastAPI, settings: Settings, supervisor_pid: int | None = None)
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
+        http=settings.http_parser,
+        ws="none",  # no WebSocket routes: an Upgrade: websocket request is an HTTP request like any other
     )
     return Server(
         config,

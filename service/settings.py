@@ -156,6 +156,13 @@ class Settings(BaseSettings):
     )
 
     # --- processes
+    http_parser: Literal["httptools", "h11"] = Field(
+        "httptools",
+        description="uvicorn's HTTP/1.1 parser. httptools (C) costs a quarter less CPU a request than h11 "
+        "(pure Python), but drops the body of a request that offers a protocol upgrade (Upgrade: h2c, as "
+        "some HTTP/2-capable clients send), which the service then refuses with 400 and says why; h11 "
+        "serves such requests.",
+    )
     workers: int = Field(
         1,
         ge=1,

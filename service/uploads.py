@@ -10,7 +10,14 @@ from fastapi import UploadFile
 from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge, RequestTimeout, ServiceError, UnsupportedMediaType, error_response
+from .errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+    UnsupportedMediaType,
+    error_response,
+)
 from .limits import check_item_count
 from .manifest import ImageSpec
 from .preprocessing import DecodeBudget, load_pixels
@@ -26,12 +33,16 @@ GENERIC_MEDIA_TYPES = frozenset({"", "application/octet-stream"})
 class BodySizeLimit:
     """Refuses request bodies over ``max_bytes`` with 413: from Content-Length before reading anything,
     and by counting bytes as they stream in (chunked uploads, lying headers); and bodies that take longer
-    than ``timeout_s`` to arrive, from the first read, with 408 (a stalled or trickling upload)."""
+    than ``timeout_s`` to arrive, from the first read, with 408 (a stalled or trickling upload). Under
+    the httptools parser (``drops_upgrade_bodies``), a request with a body that offers a protocol upgrade
+    is refused with 400: the parser hands its body to no one, and the request would otherwise go on
+    without it (a 422 "field required" that names no cause)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float, drops_upgrade_bodies: bool) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        self.drops_upgrade_bodies = drops_upgrade_bodies
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,6 +53,17 @@ class BodySizeLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await error_response(self._error(), scope)(scope, receive, send)
             return
+        if self.drops_upgrade_bodies and b"upgrade" in headers and _has_body(headers, declared):
+            connection = headers.get(b"connection", b"").lower()
+            if b"upgrade" in (token.strip() for token in connection.split(b",")):
+                offered = headers[b"upgrade"].decode("latin-1")
+                error = BadRequest(
+                    f"the request offers a protocol upgrade (Upgrade: {offered}), and this server's HTTP "
+                    "parser (httptools) then drops its body: send it without the Upgrade and Connection: "
+                    "Upgrade headers (HTTP/1.1), or run the service with http_parser h11"
+                )
+                await error_response(error, scope)(scope, receive, send)
+                return
         received = 0
         deadline: float | None = None
         complete = False
@@ -79,6 +101,10 @@ def decode_budget(settings: Settings) -> DecodeBudget:
     """The process's bound on pixels being decoded at once (one per ``max_decoding_pixels`` value)."""
     with _budgets_lock:
         return _budgets.setdefault(settings.max_decoding_pixels, DecodeBudget(settings.max_decoding_pixels))
+
+
+def _has_body(headers: dict[bytes, bytes], declared: str) -> bool:
+    return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
 
 
 async def read_images(files: list[UploadFile], settings: Settings, spec: ImageSpec) -> list[np.ndarray]:

@@ -232,6 +232,7 @@ def test_a_cancelled_request_is_skipped_and_the_worker_keeps_serving() -> None:
         gone.abandon()
         assert gone.cancelled()
         time.sleep(0.4)  # past the delay: the worker has taken the queue and found nothing to run
+        assert metrics.queue_depth._value.get() == 0  # and says so while it waits again
         assert [int(x) for x in batcher.submit([3, 4]).result(timeout=10)] == [6, 8]
         assert metrics.abandoned._value.get() == 1
     finally:
