@@ -168,6 +168,8 @@ class Supervisor:
         self.context = multiprocessing.get_context("spawn")  # no inherited threads or onnxruntime state
         self.workers: dict[int, tuple[BaseProcess, float]] = {}  # slot -> (process, start time)
         self.stopping = False
+        self.sock: socket.socket | None = None  # the listening socket, once bound
+        self.starting = False  # a worker is being started (and handed the socket)
         self.told: set[int] = set()  # workers sent SIGTERM
 
     def run(self) -> int:
@@ -177,6 +179,7 @@ class Supervisor:
         os.environ[MULTIPROCESS_ENV] = metrics_dir  # before any worker starts (and imports prometheus_client)
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         sock = socket.create_server((self.settings.host, self.settings.port), family=family, backlog=2048)
+        self.sock = sock
         clean = True
         previous = {sig: signal.signal(sig, self._stop) for sig in STOP_SIGNALS}
         try:
@@ -194,9 +197,7 @@ class Supervisor:
             while self.workers:
                 if self.stopping:
                     self._tell_workers_to_stop()  # those started since the signal too
-                    # no worker starts from now on: once the workers close theirs, the port refuses new
-                    # connections (as one process's does), instead of queueing them for no one
-                    sock.close()
+                    self._close_socket()
                 by_sentinel = {process.sentinel: slot for slot, (process, _) in self.workers.items()}
                 for sentinel in wait(list(by_sentinel), timeout=1.0):
                     slot = by_sentinel[sentinel]  # type: ignore[index]  # sentinels are ints
@@ -232,13 +233,26 @@ class Supervisor:
         process = self.context.Process(
             target=_worker, args=(settings, sock, os.getpid()), name=f"modelserve-worker-{slot}"
         )
-        process.start()
+        self.starting = True
+        try:
+            process.start()
+        finally:
+            self.starting = False
         self.workers[slot] = (process, time.monotonic())
 
     def _stop(self, sig: int, frame: FrameType | None) -> None:
         """Signal handler: from now on, every worker is told to stop."""
         self.stopping = True
         self._tell_workers_to_stop()
+        if not self.starting:  # else the loop closes it once the worker has its copy
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        """No worker starts once stopping: closing the supervisor's copy of the listening socket means
+        that, as soon as the workers close theirs, the port refuses new connections (as one process's
+        does, and a proxy tries another instance) instead of queueing them for no one to answer."""
+        if self.sock is not None:
+            self.sock.close()
 
     def _tell_workers_to_stop(self) -> None:
         """SIGTERM to every worker not told yet."""
