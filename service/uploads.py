@@ -57,7 +57,7 @@ class BodySizeLimit:
             connection = headers.get(b"connection", b"").lower()
             if b"upgrade" in (token.strip() for token in connection.split(b",")):
                 offered = headers[b"upgrade"].decode("latin-1")
-                error = BadRequest(
+                error = UpgradeRefused(
                     f"the request offers a protocol upgrade (Upgrade: {offered}), and this server's HTTP "
                     "parser (httptools) then drops its body: send it without the Upgrade and Connection: "
                     "Upgrade headers (HTTP/1.1), or run the service with http_parser h11"
@@ -101,6 +101,15 @@ def decode_budget(settings: Settings) -> DecodeBudget:
     """The process's bound on pixels being decoded at once (one per ``max_decoding_pixels`` value)."""
     with _budgets_lock:
         return _budgets.setdefault(settings.max_decoding_pixels, DecodeBudget(settings.max_decoding_pixels))
+
+
+class UpgradeRefused(BadRequest):
+    """A request with a body that offers a protocol upgrade, under the httptools parser. Its answer closes
+    the connection: the parser took the rest of the connection's bytes for the other protocol, so a
+    request pipelined behind it would never be answered."""
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
 
 
 def _has_body(headers: dict[bytes, bytes], declared: str) -> bool:

@@ -87,8 +87,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
         length = int(digits) if digits.isascii() and digits.isdigit() and len(digits) <= 20 else 0
         if not 0 < length <= len(body):
             raise BadRequest(
-                f"Inference-Header-Content-Length {header_length!r} is not a length within the body "
-                f"of {len(body)} bytes"
+                f"Inference-Header-Content-Length {_shortened(header_length)!r} is not a length within the "
+                f"body of {len(body)} bytes"
             )
         head, binary = body[:length], body[length:]
     request = parse_json_object(head, "the inference request")
@@ -116,6 +116,11 @@ def parse_request(body: bytes, header_length: str | None) -> InferenceRequest:
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("the request's id must be a string")
     return InferenceRequest(request_id, parameters, tensors, outputs, binary_outputs)
+
+
+def _shortened(text: str, most: int = 40) -> str:
+    """``text``, cut to its first ``most`` characters (an error message must not echo a huge header)."""
+    return text if len(text) <= most else text[:most] + "..."
 
 
 def parse_json_object(data: bytes, what: str) -> dict[str, Any]:

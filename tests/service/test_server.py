@@ -186,6 +186,7 @@ def test_a_request_offering_an_upgrade_is_answered(server: str, tiny_repo: Path)
     for upgrade in ("h2c", "websocket"):
         answer = raw_exchange(server, upgrade_request(upgrade))
         assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b"\r\nconnection: close\r\n" in answer.lower()  # a request pipelined behind it is lost
         message = json.loads(answer.partition(b"\r\n\r\n")[2])["error"]["message"]
         assert message.startswith(f"the request offers a protocol upgrade (Upgrade: {upgrade})")
         assert "http_parser h11" in message
