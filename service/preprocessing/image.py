@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
@@ -24,23 +25,30 @@ MAX_16_BIT = 65535
 class DecodeBudget:
     """Bounds the pixels being decoded at once, over every thread: a decode holds its image's pixel count
     (after any reduced-scale JPEG decoding) until its preprocessed array is made, and waits while that
-    would pass ``pixels``; alone, an image always fits. A 5 KB PNG can declare 39 million pixels, 120 MB
-    decoded: sixteen of them at once took the process from 0.7 to 5 GB."""
+    would pass ``pixels``; alone, an image always fits. Decodes start in the order they asked, so a large
+    image is not overtaken for ever by a stream of small ones. A 5 KB PNG can declare 39 million pixels,
+    120 MB decoded: sixteen of them at once took the process from 0.7 to 5 GB."""
 
     def __init__(self, pixels: int) -> None:
         self.pixels = pixels
         self.held = 0
         self.peak = 0  # the most held at once, for tests and curiosity
         self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()  # a token per decode waiting to start, first come first
 
     @contextmanager
     def hold(self, pixels: int) -> Iterator[None]:
-        """Wait until ``pixels`` fit (or nothing else is held), and hold them for the block."""
+        """Wait for the turn of this decode and until ``pixels`` fit (or nothing else is held), and hold
+        them for the block."""
+        token = object()
         with self._cond:
-            while self.held and self.held + pixels > self.pixels:
+            self._waiting.append(token)
+            while self._waiting[0] is not token or (self.held and self.held + pixels > self.pixels):
                 self._cond.wait()
+            self._waiting.popleft()
             self.held += pixels
             self.peak = max(self.peak, self.held)
+            self._cond.notify_all()  # the next in line may fit too
         try:
             yield
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -144,3 +145,34 @@ def test_a_decode_holds_the_pixels_it_decodes() -> None:
     with pytest.raises(InvalidImage):
         load_pixels(big[: len(big) // 2], 10**7, spec, budget)
     assert budget.held == 0  # released when decoding fails too
+
+
+def test_a_large_decode_is_not_overtaken_for_ever_by_small_ones() -> None:
+    """Decodes start in the order they asked: a large image waiting for room goes before small ones that
+    ask after it, however many keep coming."""
+    budget = DecodeBudget(pixels=100)
+    order: list[str] = []
+    small_held = threading.Event()
+    release_first = threading.Event()
+
+    def decode(name: str, pixels: int, hold_until: threading.Event | None = None) -> None:
+        with budget.hold(pixels):
+            order.append(name)
+            if hold_until is not None:
+                small_held.set()
+                hold_until.wait(10)
+
+    first = threading.Thread(target=decode, args=("small 1", 30, release_first))
+    first.start()
+    assert small_held.wait(10)
+    large = threading.Thread(target=decode, args=("large", 90))  # 30 + 90 > 100: waits
+    large.start()
+    time.sleep(0.2)
+    late = threading.Thread(target=decode, args=("small 2", 30))  # would fit now, but asked after it
+    late.start()
+    time.sleep(0.2)
+    assert order == ["small 1"]
+    release_first.set()
+    for thread in (first, large, late):
+        thread.join(10)
+    assert order == ["small 1", "large", "small 2"] and budget.held == 0
