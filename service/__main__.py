@@ -10,9 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
 from .main import create_app
 from .server import Supervisor, serve
 from .settings import Settings
+
+EXIT_BAD_SETTINGS = 2
+EXIT_CANNOT_BIND = 3  # as uvicorn exits when its port cannot be bound
 
 
 def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -44,14 +50,43 @@ def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return {key: value for key, value in args.items() if value is not None}
 
 
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """The settings, or exit with status 2 and a line per problem (not pydantic's traceback)."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"])
+            given = error.get("input")
+            print(f"error: setting {name}: {error['msg']} (given: {given!r})", file=sys.stderr)
+        sys.exit(EXIT_BAD_SETTINGS)
+    except SettingsError as exc:  # a list or mapping setting in the environment that is not JSON
+        print(
+            f"error: {exc}; list and mapping settings are JSON in the environment, e.g. "
+            """MODELSERVE_PROVIDERS='["CPUExecutionProvider"]'""",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_BAD_SETTINGS)
+    if not settings.models_dir.is_dir():
+        what = "is not a directory" if settings.models_dir.exists() else "does not exist"
+        print(f"error: the model repository {settings.models_dir} {what} (--models-dir)", file=sys.stderr)
+        sys.exit(EXIT_BAD_SETTINGS)
+    return settings
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Build the settings (environment, then command line) and serve."""
-    settings = Settings(**parse_args(argv))
+    """Build the settings (environment, then command line) and serve. Exit status 2 for settings that
+    are not valid (or a model repository that is not a directory), 3 when the port cannot be bound."""
+    settings = load_settings(parse_args(argv))
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if settings.workers > 1:
-        sys.exit(Supervisor(settings).run())
+        try:
+            sys.exit(Supervisor(settings).run())
+        except OSError as exc:  # binding the port: in use, not allowed
+            print(f"error: cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+            sys.exit(EXIT_CANNOT_BIND)
     serve(create_app(settings), settings)
 
 

@@ -4,6 +4,7 @@ bad input, and stops on SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -236,3 +237,23 @@ def test_a_client_gone_mid_body_is_a_499_not_a_500(server: str) -> None:
     for path in ("/v1/sentiment", "/v2/models/{name}/infer"):
         assert f'endpoint="{path}",method="POST",status="499"}} 1.0' in metrics
     assert 'status="500"' not in metrics
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({}, ["--models-dir", "no/such/dir"], "error: the model repository no/such/dir does not exist"),
+        ({"MODELSERVE_PORT": "99999"}, [], "error: setting port: Input should be less than or equal to"),
+        ({}, ["--workers", "0"], "error: setting workers: Input should be greater than or equal to 1"),
+        ({"MODELSERVE_PROVIDERS": "CPUExecutionProvider"}, [], "list and mapping settings are JSON"),
+    ],
+)
+def test_bad_settings_exit_2_with_a_line_not_a_traceback(
+    tiny_repo: Path, env: dict[str, str], args: list[str], message: str
+) -> None:
+    command = [sys.executable, "-m", "service", "--models-dir", str(tiny_repo), *args]
+    done = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and message in done.stderr and "Traceback" not in done.stderr
