@@ -8,6 +8,7 @@ from pathlib import Path
 
 from training import digits, evaluate, export, finetune, sentiment
 from training.data import DataError
+from training.engine import positive_int
 
 
 def _register_caption(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +41,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     exp.add_argument("--name", default=None,
                      help="model name (default by kind: digits-cnn, sentiment-lstm, pets-resnet18, "
                           "captioner)")
-    exp.add_argument("--version", type=int, default=None, help="version number (default: next free)")
+    exp.add_argument("--version", type=positive_int, default=None, help="version number (default: next free)")
     exp.add_argument("--note", action="append", default=[], metavar="TEXT",
                      help="a known limit of this version, listed in its model card (repeatable)")
     exp.add_argument("--flip-average", action="store_true",
@@ -61,18 +62,19 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="dataset: folder holding MNIST/raw, an ImageFolder root, a text CSV folder or "
                          "aclImdb, or the captioner's data")
     ev.add_argument("--split", default="test", help="split to evaluate (default test)")
-    ev.add_argument("--batch-size", type=int, default=64, help="inference batch size (default 64)")
+    ev.add_argument("--batch-size", type=positive_int, default=64, help="inference batch size (default 64)")
     ev.add_argument("--beam-size", type=int, default=None, help="captioner only: beam width")
     ev.set_defaults(func=evaluate.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen subcommand; dataset problems exit with status 2 and a message."""
+    """Parse ``argv`` and run the chosen subcommand; dataset problems and files or directories that cannot
+    be read or written (an existing version, a read-only --out) exit with status 2 and a message."""
     args = get_args_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, FileNotFoundError) as exc:
+    except (DataError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--download", action="store_true", help="download MNIST into --data when missing")
     parser.add_argument("--augment", action="store_true",
                         help="small random affine augmentation (±10°, ±10%% shift and scale)")
-    parser.add_argument("--dropout", type=float, default=0.25, help="dropout rate (default 0.25)")
+    parser.add_argument("--dropout", type=engine.probability, default=0.25,
+                        help="dropout rate (default 0.25)")
     engine.add_common_args(parser, epochs=5, batch_size=128, lr=3e-3, weight_decay=1e-4, name="digits-cnn")
     parser.set_defaults(func=train)
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.data import DataError
+
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
@@ -26,9 +28,12 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """Return ``cuda`` when available for ``"auto"``, else the named device."""
+    """Return ``cuda`` when available for ``"auto"``, else the named device; ``cuda`` where torch sees no
+    GPU is a ``DataError`` (a one-line message, exit status 2), not torch's traceback at the first copy."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DataError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu or auto")
     return torch.device(name)
 
 

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--unidirectional", action="store_true", help="forward LSTM only (default: BiLSTM)")
     parser.add_argument("--pooling", choices=("max-mean", "last"), default="max-mean",
                         help="max and mean over real tokens, or the state at each end (default max-mean)")
-    parser.add_argument("--dropout", type=float, default=0.3, help="dropout rate (default 0.3)")
+    parser.add_argument("--dropout", type=engine.probability, default=0.3, help="dropout rate (default 0.3)")
     engine.add_common_args(parser, epochs=4, batch_size=64, lr=2e-3, weight_decay=0.0, name="sentiment-lstm")
     parser.set_defaults(func=train)
 

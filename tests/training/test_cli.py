@@ -59,10 +59,17 @@ def check_manifest(version_dir: Path) -> dict:
     return manifest
 
 
-def test_digits_train_export_evaluate(mnist_root: Path, tmp_path: Path) -> None:
+def test_digits_train_export_evaluate(
+    mnist_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     run_dir = _train(["digits", "--data", str(mnist_root), "--augment"], tmp_path / "runs")
     assert runs.load_checkpoint(run_dir)["model_args"]["num_classes"] == 10
     version_dir, manifest = _export(run_dir, tmp_path / "models")
+    # the same version again: one line and exit status 2, not a traceback
+    capsys.readouterr()
+    again = ["export", str(run_dir), "--out", str(tmp_path / "models"), "--version", version_dir.name]
+    assert main(again) == 2
+    assert capsys.readouterr().err == f"error: {version_dir} already exists; pick another --version\n"
     assert manifest["graphs"]["model"]["inputs"][0]["shape"] == [-1, 1, 28, 28]
     assert main(["evaluate", str(version_dir), "--data", str(mnist_root), "--split", "test"]) == 0
     manifest = check_manifest(version_dir)
@@ -129,3 +136,35 @@ def test_flip_average_export_is_mirror_invariant(image_folder: Path, tmp_path: P
 def test_missing_data_is_a_clear_cli_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["digits", "--data", str(tmp_path), "--out", str(tmp_path / "runs")]) == 2
     assert "MNIST not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["digits", "--data", "x", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+        (["digits", "--data", "x", "--batch-size", "-5"], "argument --batch-size: must be at least 1"),
+        (["digits", "--data", "x", "--lr", "-1"], "argument --lr: must be above 0, got -1"),
+        (["digits", "--data", "x", "--dropout", "1.5"], "argument --dropout: must be at least 0 and below 1"),
+        (["digits", "--data", "x", "--device", "gpu"], "argument --device: invalid choice: 'gpu'"),
+        (["export", "run", "--version", "-1"], "argument --version: must be at least 1, got -1"),
+    ],
+)
+def test_bad_numbers_are_refused_before_anything_runs(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An untrained run written for --epochs 0 (and exported as the newest version) or a traceback from
+    deep inside torch was what these got; argparse now refuses them with its one-line message."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is there")
+def test_cuda_asked_for_without_a_gpu_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["digits", "--data", str(tmp_path), "--device", "cuda", "--out", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    message = "error: --device cuda: torch sees no CUDA GPU here; use --device cpu or auto"
+    assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "runs").exists()  # no run directory left behind
+

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--attention-dim", type=int, default=256,
                         help="attention hidden size (default %(default)s)")
     parser.add_argument("--hidden-dim", type=int, default=512, help="LSTM state size (default %(default)s)")
-    parser.add_argument("--dropout", type=float, default=0.5,
+    parser.add_argument("--dropout", type=engine.probability, default=0.5,
                         help="dropout before the output layer (default %(default)s)")
     parser.add_argument("--min-freq", type=int, default=5,
                         help="keep words seen at least this often in the training captions "
