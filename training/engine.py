@@ -63,8 +63,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs: int, batch_size:
     parser.add_argument("--weight-decay", type=float, default=weight_decay,
                         help="weight decay (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for reproducibility (default 0)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="'auto' (CUDA when available), 'cpu' or 'cuda'")
+    parser.add_argument("--device", default="auto",
+                        help="'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'")
     parser.add_argument("--workers", type=non_negative_int, default=2,
                         help="data-loading worker processes (default 2)")
     parser.add_argument("--threads", type=non_negative_int, default=0,

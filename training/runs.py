@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ def pick_device(name: str = "auto") -> torch.device:
     GPU is a ``DataError`` (a one-line message, exit status 2), not torch's traceback at the first copy."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise DataError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DataError(f"--device {name}: torch sees no CUDA GPU here; use --device cpu or auto")
     return torch.device(name)
