@@ -25,6 +25,8 @@ def _image_samples(data: Path, split: str, labels: list[str]) -> tuple[list, lis
     """(images or paths, class indices): MNIST when ``data`` holds MNIST/raw, else an ImageFolder split."""
     mnist = data if data.name == "MNIST" else data / "MNIST"
     if (mnist / "raw").is_dir():
+        if split not in ("train", "test"):  # MNIST has these two; any other name recorded test accuracy
+            raise DataError(f"{mnist}: MNIST has the splits train and test, not {split!r}")
         dataset = MnistIdx(mnist / "raw", split == "train", None)
         return [Image.fromarray(a, mode="L") for a in dataset.images], dataset.targets.tolist()
     folder = load_image_folder(data, split, None)

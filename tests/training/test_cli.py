@@ -71,9 +71,12 @@ def test_digits_train_export_evaluate(
     assert main(again) == 2
     assert capsys.readouterr().err == f"error: {version_dir} already exists; pick another --version\n"
     assert manifest["graphs"]["model"]["inputs"][0]["shape"] == [-1, 1, 28, 28]
+    assert main(["evaluate", str(version_dir), "--data", str(mnist_root), "--split", "validation"]) == 2
+    assert "MNIST has the splits train and test, not 'validation'" in capsys.readouterr().err
     assert main(["evaluate", str(version_dir), "--data", str(mnist_root), "--split", "test"]) == 0
     manifest = check_manifest(version_dir)
     assert manifest["metrics"]["test"]["samples"] == 20
+    assert "validation" not in manifest["metrics"]  # nothing recorded under a split MNIST does not have
     assert np.sum(manifest["provenance"]["evaluation"]["test"]["confusion"]) == 20
     assert "Confusion matrix" in (version_dir / "card.md").read_text()
 
