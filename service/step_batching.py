@@ -14,7 +14,6 @@ instead of copying every row's features (100 KB each for the default captioner) 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 
@@ -110,10 +109,6 @@ class CaptionBatcher(QueueWorker[CaptionJob, list[Hypothesis]]):
     def submit(self, pixels: np.ndarray, max_length: int, beam_size: int) -> Ticket[list[Hypothesis]]:
         """Queue a request; its future gets the best hypothesis per image."""
         return self.submit_payload(CaptionJob(pixels, max_length, beam_size), rows=len(pixels))
-
-    async def infer(self, pixels: np.ndarray, max_length: int, beam_size: int) -> list[Hypothesis]:
-        """``submit`` and await the hypotheses without blocking the event loop."""
-        return await asyncio.wrap_future(self.submit(pixels, max_length, beam_size))
 
     def _serve(self) -> None:
         running: list[_Running] = []
