@@ -65,6 +65,11 @@ def make_batcher(captioner: CaptionerRuntime) -> Iterator[Callable[[int], Captio
         batcher.close()
 
 
+def square(captioner: CaptionerRuntime, colour: tuple[int, int, int]) -> np.ndarray:
+    """One plain square of ``colour``, preprocessed: the tiny captioner names its colour."""
+    return image_batch([Image.new("RGB", (16, 16), colour)], captioner.image_spec)
+
+
 def pixels(captioner: CaptionerRuntime, seed: int, count: int) -> np.ndarray:
     """``count`` images with a random colour per quadrant: captions and their lengths vary."""
     rng = np.random.default_rng(seed)
@@ -84,7 +89,7 @@ def test_results_equal_the_per_request_beam_search_while_requests_join_and_leave
         (pixels(captioner, seed, int(rng.integers(1, 4))), int(rng.integers(1, 21)), int(rng.integers(1, 5)))
         for seed in range(24)
     ]
-    dark_red = image_batch([Image.new("RGB", (16, 16), (89, 0, 0))], captioner.image_spec)
+    dark_red = square(captioner, (89, 0, 0))
     jobs += [(dark_red, 20, 1), (dark_red, 20, 3)]  # greedy and beam search disagree on it
     # a third of the requests are queued at once; the others arrive while decoding runs, from the worker
     futures: list[Future[list[Hypothesis]]] = [batcher.submit(*job) for job in jobs[:8]]
@@ -111,7 +116,7 @@ def test_a_short_caption_leaves_the_batch_and_a_new_request_joins_between_steps(
     captioner: CaptionerRuntime, steps: list[int], make_batcher: Callable[[int], CaptionBatcher]
 ) -> None:
     batcher = make_batcher(8)
-    red = image_batch([Image.new("RGB", (16, 16), (255, 0, 0))], captioner.image_spec)
+    red = square(captioner, (255, 0, 0))
     long = batcher.submit(red, 20, 2)  # "a red square" and its end: 4 steps
     step = captioner.step
     joined: list[Future[list[Hypothesis]]] = []
@@ -201,7 +206,7 @@ def test_abandoned_requests_leave_at_the_next_step_or_never_start(
     """A request whose client went away (``Ticket.abandon``) is dropped: running, at the next step (its
     image rows freed); queued, before it starts. Neither gets an answer, and both are counted."""
     batcher = make_batcher(2)
-    red = image_batch([Image.new("RGB", (16, 16), (255, 0, 0))], captioner.image_spec)
+    red = square(captioner, (255, 0, 0))
     first = batcher.submit(red, 20, 2)  # "a red square" and its end: 4 steps
     step = captioner.step
     later: list[Ticket[list[Hypothesis]]] = []
