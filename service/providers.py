@@ -58,10 +58,14 @@ def provider_options(name: str, settings: Settings) -> dict[str, Any]:
 def requested_providers(settings: Settings) -> list[str]:
     """The preferred providers this onnxruntime build knows (others are logged and dropped)."""
     available = set(ort.get_available_providers())
-    unknown = [p for p in settings.providers if p not in available]
-    if unknown:
+    unknown = [p for p in settings.providers if p not in available and p not in _unknown_logged]
+    if unknown:  # once per process and name, as for providers that cannot be created (check_provider)
+        _unknown_logged.update(unknown)
         logger.warning("execution providers not in this onnxruntime build, ignored: %s", ", ".join(unknown))
     return [p for p in settings.providers if p in available] or [CPU]
+
+
+_unknown_logged: set[str] = set()
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,16 @@ def test_the_server_says_once_why_a_provider_is_not_used(tiny_repo: Path, tmp_pa
     for name, reason in unavailable.items():
         assert text.count(f"{name} cannot be created here") == 1
         assert reason in text
+
+
+def test_a_provider_not_in_the_build_is_named_once(
+    tiny_repo: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was logged again for every session (every graph, every padded size)."""
+    monkeypatch.setattr(providers, "_unknown_logged", set())
+    settings = Settings(models_dir=tiny_repo, providers=["NopeExecutionProvider", CPU])
+    for _ in range(3):
+        graph = tiny_repo / "tiny-classifier" / "1" / "model.onnx"
+        assert providers.create_session(graph, settings).get_providers() == [CPU]
+    warnings = [r.getMessage() for r in caplog.records if "not in this onnxruntime build" in r.getMessage()]
+    assert warnings == ["execution providers not in this onnxruntime build, ignored: NopeExecutionProvider"]
