@@ -22,7 +22,7 @@ import numpy as np
 from .batching import BatchConfig, Pending, QueueWorker, Ticket
 from .metrics import ModelMetrics
 from .runtimes.base import padded_size
-from .runtimes.beam import BeamSearch, Hypothesis
+from .runtimes.beam import BeamSearch, Hypothesis, advance_together
 from .runtimes.captioner import CaptionerRuntime, ImageContext
 
 
@@ -180,8 +180,4 @@ class CaptionBatcher(QueueWorker[CaptionJob, list[Hypothesis]]):
             return
         self.metrics.compute.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(sum(s.n_images for s in searches))
-        offset = 0
-        for search in searches:
-            end = offset + search.rows
-            search.advance(log_probs[offset:end], h_out[offset:end], c_out[offset:end])
-            offset = end
+        advance_together(searches, log_probs, h_out, c_out)

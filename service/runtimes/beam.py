@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +53,10 @@ class BeamSearch:
         self.scores[:, 0] = 0.0  # one live beam per image to start with
         self.lengths = np.zeros((self.n_images, k), dtype=np.int64)
         self.finished = np.zeros((self.n_images, k), dtype=bool)
-        self.sequences = np.zeros((self.n_images, k, 0), dtype=np.int64)
+        # per step, [images, k]: the beam each beam continued and the token it took (the sequences are
+        # traced back through them at the end, instead of copying every beam's sequence at every step)
+        self.parents: list[np.ndarray] = []
+        self.chosen: list[np.ndarray] = []
         self.steps = 0
         self.done = max_length <= 0
 
@@ -64,23 +67,7 @@ class BeamSearch:
 
     def advance(self, log_probs: np.ndarray, h_out: np.ndarray, c_out: np.ndarray) -> None:
         """Take one decoder step's outputs for this search's rows."""
-        n_images, k, eos_id = self.n_images, self.k, self.eos_id
-        vocab = log_probs.shape[1]
-        log_probs = log_probs.astype(np.float64).reshape(n_images, k, vocab)
-        log_probs[self.finished] = -np.inf
-        log_probs[self.finished, eos_id] = 0.0
-        candidates = (self.scores[:, :, None] + log_probs).reshape(n_images, k * vocab)
-        best = top_k(candidates, min(k, k * vocab))
-        beam, token = best // vocab, best % vocab
-        rows = np.arange(n_images)[:, None]
-        self.scores = candidates[rows, best]
-        self.lengths = self.lengths[rows, beam] + ~self.finished[rows, beam]
-        self.finished = self.finished[rows, beam] | (token == eos_id)
-        self.sequences = np.concatenate([self.sequences[rows, beam], token[:, :, None]], axis=2)
-        flat = (rows * k + beam).reshape(-1)
-        self.h, self.c, self.tokens = h_out[flat], c_out[flat], token.reshape(-1).astype(np.int64)
-        self.steps += 1
-        self.done = self.steps >= self.max_length or bool(self.finished[np.isfinite(self.scores)].all())
+        advance_together([self], log_probs, h_out, c_out)
 
     def run(self, step: Step) -> list[Hypothesis]:
         """Decode to the end with ``step`` alone (one request; the service shares decoder runs between
@@ -97,11 +84,80 @@ class BeamSearch:
         penalised = lengths.astype(np.float64) ** self.length_penalty
         ranked = np.where(np.isfinite(scores), scores / penalised, -np.inf)
         winners = ranked.argmax(axis=1)
+        images = np.arange(self.n_images)
+        sequences = np.zeros((self.n_images, self.steps), dtype=np.int64)
+        beam = winners
+        for step in reversed(range(self.steps)):  # from each winner back to its first token
+            sequences[:, step] = self.chosen[step][images, beam]
+            beam = self.parents[step][images, beam]
         results = []
         for i, b in enumerate(winners):
-            ids = [int(t) for t in self.sequences[i, b, : lengths[i, b]] if t != self.eos_id]
+            ids = [int(t) for t in sequences[i, : lengths[i, b]] if t != self.eos_id]
             results.append(Hypothesis(tokens=ids, score=float(normalised[i, b])))
         return results
+
+
+def advance_together(
+    searches: Sequence[BeamSearch], log_probs: np.ndarray, h_out: np.ndarray, c_out: np.ndarray
+) -> None:
+    """Advance every search in ``searches`` by one decoder step whose output rows are theirs, in order
+    (each search's ``rows`` after the previous one's). Searches with the same beam size and ``eos`` are
+    advanced in one set of array operations over all their images, so that a step's bookkeeping grows
+    little with the number of searches (one search at a time took ~0.2 ms each: 3 ms of every step for
+    16 requests on this project's CPU, where the decoder run took 6 ms; on a GPU the run is shorter and
+    the bookkeeping the same); each search advances exactly as it would alone."""
+    starts = np.cumsum([0] + [s.rows for s in searches])
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, search in enumerate(searches):
+        groups.setdefault((search.k, search.eos_id), []).append(i)
+    for members in groups.values():
+        if len(members) == len(searches):
+            rows: slice | np.ndarray = slice(0, int(starts[-1]))
+        else:
+            rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
+        _advance_group([searches[i] for i in members], log_probs[rows], h_out[rows], c_out[rows])
+
+
+def _advance_group(
+    group: list[BeamSearch], log_probs: np.ndarray, h_out: np.ndarray, c_out: np.ndarray
+) -> None:
+    """``advance_together`` for searches of one beam size and ``eos``, whose rows these outputs are."""
+    k, eos_id = group[0].k, group[0].eos_id
+    n_images, vocab = sum(s.n_images for s in group), log_probs.shape[1]
+    scores = np.concatenate([s.scores for s in group])
+    lengths = np.concatenate([s.lengths for s in group])
+    finished = np.concatenate([s.finished for s in group])
+    log_probs = log_probs.astype(np.float64).reshape(n_images, k, vocab)
+    log_probs[finished] = -np.inf
+    log_probs[finished, eos_id] = 0.0  # a finished beam's only continuation
+    candidates = (scores[:, :, None] + log_probs).reshape(n_images, k * vocab)
+    best = top_k(candidates, min(k, k * vocab))
+    beam, token = best // vocab, best % vocab
+    images = np.arange(n_images)[:, None]
+    scores = candidates[images, best]
+    lengths = lengths[images, beam] + ~finished[images, beam]
+    finished = finished[images, beam] | (token == eos_id)
+    settled = (finished | ~np.isfinite(scores)).all(axis=1)  # per image: no live beam left
+    flat = (images * k + beam).reshape(-1)
+    h, c, tokens = h_out[flat], c_out[flat], token.reshape(-1).astype(np.int64)
+    start = 0
+    for search in group:
+        end = start + search.n_images
+        search.scores, search.lengths, search.finished = (
+            scores[start:end],
+            lengths[start:end],
+            finished[start:end],
+        )
+        search.parents.append(beam[start:end])
+        search.chosen.append(token[start:end])
+        search.h, search.c, search.tokens = (
+            h[start * k : end * k],
+            c[start * k : end * k],
+            tokens[start * k : end * k],
+        )
+        search.steps += 1
+        search.done = search.steps >= search.max_length or bool(settled[start:end].all())
+        start = end
 
 
 def top_k(values: np.ndarray, k: int) -> np.ndarray:
@@ -113,8 +169,10 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
         return np.argsort(-values, axis=1, kind="stable")[:, :k]
     chosen = np.argpartition(-values, k - 1, axis=1)[:, :k]
     chosen_values = np.take_along_axis(values, chosen, axis=1)
-    if np.any((values >= chosen_values.min(axis=1, keepdims=True)).sum(axis=1) != k):
-        # a tie at the k-th value (or too few finite values): which index wins is the sort's to say
-        return np.argsort(-values, axis=1, kind="stable")[:, :k]
     order = np.lexsort((chosen, -chosen_values), axis=1)  # largest first, then the lower index
-    return np.take_along_axis(chosen, order, axis=1)
+    result = np.take_along_axis(chosen, order, axis=1)
+    # a row with a tie at its k-th value (or too few finite values): which index wins is the sort's to say
+    tied = (values >= chosen_values.min(axis=1, keepdims=True)).sum(axis=1) != k
+    if tied.any():
+        result[tied] = np.argsort(-values[tied], axis=1, kind="stable")[:, :k]
+    return result

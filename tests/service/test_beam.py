@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.runtimes.beam import BeamSearch, top_k
+from service.runtimes.beam import BeamSearch, advance_together, top_k
 
 # ids: 0 pad, 1 unk, 2 bos, 3 eos, 4 "a", 5 "b", 6 "c". Beam 2 finishes "a <end>" (0.6 * 0.5 = 0.3 over
 # 2 tokens) and "b c <end>" (0.4 * 0.8 * 0.8 = 0.256 over 3 tokens).
@@ -54,3 +54,46 @@ def test_top_k_breaks_ties_towards_the_lower_index() -> None:
     assert top_k(values, 3).tolist() == [[1, 3, 2], [2, 0, 1]]
     assert top_k(values, 2).tolist() == [[1, 3], [2, 0]]
     assert top_k(values, 6).tolist() == np.argsort(-values, axis=1, kind="stable").tolist()
+    # rows with a tie at the k-th value among one without: each row as the sort has it
+    mixed = np.array([[0.0, 2.0, 1.0, 2.0], [4.0, 3.0, 1.0, 2.0], [1.0, 1.0, 1.0, 0.0]])
+    assert top_k(mixed, 2).tolist() == [[1, 3], [0, 1], [0, 1]]
+
+
+def test_searches_advanced_together_each_advance_as_they_would_alone() -> None:
+    # beam sizes 3, 1, 3, 2 (the two of beam size 3 are advanced as one group, their rows apart), images
+    # 1, 2, 3, 1, random log-probs with the end growing likelier so that searches finish at different
+    # steps; max lengths 4 to 7
+    rng = np.random.default_rng(7)
+    vocab, hidden, eos = 9, 4, 3
+    shapes = [(1, 3, 7), (2, 1, 5), (3, 3, 4), (1, 2, 6)]
+
+    def searches() -> list[BeamSearch]:
+        made = []
+        for i, (images, k, max_length) in enumerate(shapes):
+            h0 = np.full((images, hidden), float(i), np.float32)
+            made.append(BeamSearch(h0, h0, bos_id=2, eos_id=eos, max_length=max_length, beam_size=k))
+        return made
+
+    def decoder(rows: int, step: int) -> np.ndarray:
+        logits = np.random.default_rng(step * 100 + rows).normal(size=(rows, vocab)) * 2
+        logits[:, eos] += step * 0.7  # the end grows likelier
+        return (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+
+    together, alone = searches(), searches()
+    step = 0
+    while not all(s.done for s in together):
+        running = [i for i, s in enumerate(together) if not s.done]
+        rows = [together[i].rows for i in running]
+        log_probs = decoder(sum(rows), step)
+        h = rng.normal(size=(sum(rows), hidden)).astype(np.float32)
+        advance_together([together[i] for i in running], log_probs, h, -h)
+        offset = 0
+        for i, n in zip(running, rows, strict=True):
+            alone[i].advance(log_probs[offset : offset + n], h[offset : offset + n], -h[offset : offset + n])
+            offset += n
+        step += 1
+    for joint, single in zip(together, alone, strict=True):
+        assert joint.best() == single.best()
+        assert joint.steps == single.steps
+        np.testing.assert_array_equal(joint.h, single.h)
+    assert [s.steps for s in together] != [s.max_length for s in together]  # some finished early
