@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -112,13 +113,16 @@ def advance_together(
     little with the number of searches (one search at a time took ~0.2 ms each: 3 ms of every step for
     16 requests on this project's CPU, where the decoder run took 6 ms; on a GPU the run is shorter and
     the bookkeeping the same); each search advances exactly as it would alone."""
-    starts = np.cumsum([0] + [s.rows for s in searches])
+    if len(searches) == 1:
+        _advance_group(list(searches), log_probs, h_out, c_out)
+        return
+    starts = [0, *itertools.accumulate(s.rows for s in searches)]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, search in enumerate(searches):
         groups.setdefault((search.k, search.eos_id), []).append(i)
     for members in groups.values():
         if len(members) == len(searches):
-            rows: slice | np.ndarray = slice(0, int(starts[-1]))
+            rows: slice | np.ndarray = slice(0, starts[-1])
         else:
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
         _advance_group([searches[i] for i in members], log_probs[rows], h_out[rows], c_out[rows])
