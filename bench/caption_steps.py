@@ -16,6 +16,7 @@ from typing import Any
 import onnxruntime as ort
 
 from bench.load import photo_jpeg
+from bench.run import positive_counts
 from service.batching import BatchConfig
 from service.metrics import Metrics
 from service.preprocessing import load_pixels
@@ -104,12 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="times each count is captioned")
     parser.add_argument("--beam-size", type=int, default=3)
     args = parser.parse_args(argv)
-    try:
-        counts = [int(n) for n in args.requests_at_once.split(",")]
-    except ValueError:
-        parser.error(f"--requests-at-once: comma-separated whole numbers, not {args.requests_at_once!r}")
-    if not counts or min(counts) < 1 or args.rounds < 1 or args.beam_size < 1:
-        parser.error("request counts, --rounds and --beam-size must be positive")
+    counts = positive_counts(parser, "--requests-at-once", args.requests_at_once)
+    if args.rounds < 1 or args.beam_size < 1:
+        parser.error("--rounds and --beam-size must be positive")
     runtime = load_captioner(args.models_dir, args.model)
     runtime.warmup(sorted({1, *counts}))
     providers = ", ".join(f"{graph}: {names[0]}" for graph, names in sorted(runtime.providers().items()))

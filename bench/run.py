@@ -160,6 +160,17 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"
 
 
+def positive_counts(parser: argparse.ArgumentParser, option: str, text: str) -> list[int]:
+    """A comma-separated list of positive whole numbers, or the parser's one-line error."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        parser.error(f"{option}: comma-separated whole numbers, not {text!r}")
+    if min(counts) < 1:
+        parser.error(f"{option}: each must be at least 1")
+    return counts
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,7 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",")
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        parser.error(f"--tasks: unknown {', '.join(map(repr, unknown))}; known: {', '.join(TASKS)}")
+    batch_sizes = positive_counts(parser, "--batch-sizes", args.batch_sizes)
+    worker_counts = positive_counts(parser, "--workers", args.workers)
+    for option in ("concurrency", "caption_concurrency", "requests", "duration", "load_processes"):
+        if getattr(args, option) <= 0:
+            parser.error(f"--{option.replace('_', '-')} must be positive")
     rows: list[Row] = []
     ran_on: dict[str, str] = {}
     for task in tasks:
@@ -202,7 +220,6 @@ def main(argv: list[str] | None = None) -> None:
         "--log-level",
         "warning",
     ]
-    worker_counts = [int(w) for w in args.workers.split(",")]
     ran_on["setup"] = f"service workers {args.workers}; load generator processes {args.load_processes}"
     for workers in worker_counts:
         system = "service" if len(worker_counts) == 1 else f"service w{workers}"
