@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -165,6 +166,49 @@ def _worker(settings_data: dict[str, Any], sock: socket.socket, supervisor_pid: 
     _server(create_app(settings), settings, supervisor_pid).run(sockets=[sock])
 
 
+METRICS_DIR_PREFIX = "modelserve-metrics-"
+OWNER_LOCK = ".owner"  # in a supervisor's metrics directory, locked (flock) while the supervisor lives
+
+
+def metrics_directory(parent: str | None = None) -> tuple[str, int]:
+    """A new directory for the workers' metrics files and the descriptor of its owner lock, held until it
+    is closed (the kernel releases it when this process dies, however it dies). The directories that
+    supervisors killed before they could remove theirs (SIGKILL, a power cut) left behind, their locks
+    free, are removed first."""
+    parent = parent or tempfile.gettempdir()
+    remove_stale_metrics_directories(parent)
+    path = tempfile.mkdtemp(prefix=METRICS_DIR_PREFIX, dir=parent)
+    descriptor, locked = tempfile.mkstemp(dir=path)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(locked, os.path.join(path, OWNER_LOCK))  # seen by others only once locked
+    return path, descriptor
+
+
+def remove_stale_metrics_directories(parent: str) -> list[str]:
+    """Remove the metrics directories in ``parent`` whose owner lock no process holds; return them. A
+    directory without the lock (being made, or not this service's) is left alone."""
+    try:
+        names = [name for name in os.listdir(parent) if name.startswith(METRICS_DIR_PREFIX)]
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            descriptor = os.open(os.path.join(path, OWNER_LOCK), os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its supervisor is running
+        finally:
+            os.close(descriptor)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
 class Supervisor:
     """Runs ``settings.workers`` worker processes on one listening socket (see the module's docstring)."""
 
@@ -183,7 +227,7 @@ class Supervisor:
     def run(self) -> int:
         """Serve until a stop signal and every worker has stopped; the exit status: 0 if all stopped
         cleanly."""
-        metrics_dir = tempfile.mkdtemp(prefix="modelserve-metrics-")
+        metrics_dir, owner = metrics_directory()
         os.environ[MULTIPROCESS_ENV] = metrics_dir  # before any worker starts (and imports prometheus_client)
         family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
         sock = socket.create_server((self.settings.host, self.settings.port), family=family, backlog=2048)
@@ -234,6 +278,7 @@ class Supervisor:
                 signal.signal(sig, handler)
             sock.close()
             shutil.rmtree(metrics_dir, ignore_errors=True)
+            os.close(owner)
         return 0 if clean else 1
 
     def _start(self, slot: int, sock: socket.socket) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.server import metrics_directory, remove_stale_metrics_directories
+
 from .conftest import ROOT, free_port, image_bytes, start_server, upload
 
 WORKERS = 2
@@ -167,3 +169,43 @@ def test_after_a_stop_signal_the_port_refuses_new_connections(tiny_repo: Path) -
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def metrics_dirs(parent: Path) -> set[str]:
+    return {p.name for p in parent.glob("modelserve-metrics-*")}
+
+
+def test_a_killed_supervisor_s_metrics_directory_is_removed_by_the_next(
+    tiny_repo: Path, tmp_path: Path
+) -> None:
+    first, _ = start_server(tiny_repo, MODELSERVE_WORKERS=str(WORKERS), TMPDIR=str(tmp_path))
+    workers = workers_of(first.pid)
+    (killed,) = metrics_dirs(tmp_path)
+    first.kill()  # no chance to remove its directory
+    first.wait()
+    wait_for(lambda: not any(alive(pid) for pid in workers), timeout_s=30)
+    assert metrics_dirs(tmp_path) == {killed}
+    second, url = start_server(tiny_repo, MODELSERVE_WORKERS=str(WORKERS), TMPDIR=str(tmp_path))
+    try:
+        (current,) = metrics_dirs(tmp_path)
+        assert current != killed
+        assert sentiment_ok(url) and requests_counted(url) == 1
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+        assert metrics_dirs(tmp_path) == set()
+    finally:
+        if second.poll() is None:
+            second.kill()
+
+
+def test_only_directories_whose_owner_lock_is_free_are_removed(tmp_path: Path) -> None:
+    held, owner = metrics_directory(str(tmp_path))  # this process's: its lock held
+    stale, released = metrics_directory(str(tmp_path))
+    os.close(released)  # as when its supervisor died
+    foreign = tmp_path / "modelserve-metrics-not-ours"
+    foreign.mkdir()  # no owner lock: being made, or not the service's
+    try:
+        assert remove_stale_metrics_directories(str(tmp_path)) == [stale]
+        assert metrics_dirs(tmp_path) == {Path(held).name, foreign.name}
+    finally:
+        os.close(owner)
