@@ -6,6 +6,9 @@ a user can put a repository in place before trained models exist:
 
     python -m tests.model_factory --out models
 
+(A rerun into the same directory stops with a one-line message and writes nothing; `--overwrite`
+replaces the tiny versions there.)
+
 Behaviours (the service's tests rely on them; `tests/test_model_factory.py` checks each one):
 
 - `make_classifier`, `color_mode="RGB"` (labels must be 3 names, one per channel): the graph undoes the
@@ -31,6 +34,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -443,17 +447,33 @@ def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *
 # ------------------------------------------------------------------------------------ repository
 
 
+REPOSITORY_MODELS = ("tiny-classifier", "tiny-sentiment", "tiny-captioner")  # make_repository's, version 1
+
+
+def existing_versions(repo: Path) -> list[Path]:
+    """The version directories of `make_repository` that `repo` already holds."""
+    return [Path(repo) / name / "1" for name in REPOSITORY_MODELS if (Path(repo) / name / "1").exists()]
+
+
 def make_repository(repo: Path, *, overwrite: bool = False) -> Path:
-    """Write the three default tiny models (version 1 each) into `repo` and return it."""
+    """Write the three default tiny models (version 1 each) into `repo` and return it.
+
+    Without `overwrite`, a `FileExistsError` is raised before anything is written when `repo` already
+    holds any of them.
+    """
     repo = Path(repo)
+    existing = existing_versions(repo)
+    if existing and not overwrite:
+        raise FileExistsError(f"{', '.join(map(str, existing))} exist; pass overwrite=True to replace them")
     make_classifier(repo, overwrite=overwrite)
     make_sentiment(repo, overwrite=overwrite)
     make_captioner(repo, overwrite=overwrite)
     return repo
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: write the tiny model repository."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: write the tiny model repository; return the exit status (2, with a one-line message,
+    when `--out` already holds the tiny models and `--overwrite` is not given)."""
     parser = argparse.ArgumentParser(
         prog="python -m tests.model_factory",
         description="Write tiny, hand-built ONNX model versions (tiny-classifier, tiny-sentiment, "
@@ -461,10 +481,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("models"), help="repository directory")
     parser.add_argument("--overwrite", action="store_true", help="replace versions that already exist")
     args = parser.parse_args(argv)
+    existing = existing_versions(args.out)
+    if existing and not args.overwrite:
+        names = ", ".join(str(path.relative_to(args.out)) for path in existing)
+        print(f"error: {args.out} already holds {names}; pass --overwrite to replace them, or choose "
+              "another --out", file=sys.stderr)
+        return 2
     repo = make_repository(args.out, overwrite=args.overwrite)
     for manifest in sorted(repo.glob("*/*/manifest.json")):
         print(manifest.parent)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -80,6 +80,35 @@ def test_existing_version_is_not_overwritten_unless_asked(tmp_path: Path) -> Non
     assert mf.make_sentiment(tmp_path, overwrite=True) == tmp_path / "tiny-sentiment" / "1"
 
 
+def _files(repo: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in sorted(repo.rglob("*")) if p.is_file()}
+
+
+def test_command_line_rerun_is_one_line_and_overwrite_replaces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mf.main(["--out", str(tmp_path)])
+    first = _files(tmp_path)
+    assert len(list(tmp_path.glob("*/1/manifest.json"))) == 3
+    capsys.readouterr()
+    assert mf.main(["--out", str(tmp_path)]) == 2  # was a FileExistsError traceback
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {tmp_path} already holds ")
+    assert "pass --overwrite to replace them" in err
+    assert _files(tmp_path) == first  # nothing touched
+    assert mf.main(["--out", str(tmp_path), "--overwrite"]) == 0
+    assert _files(tmp_path).keys() == first.keys()
+
+
+def test_command_line_writes_nothing_when_one_model_is_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mf.make_sentiment(tmp_path)
+    assert mf.main(["--out", str(tmp_path)]) == 2
+    assert "tiny-sentiment/1" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny-sentiment"]  # no half-written repository
+
+
 # ----------------------------------------------------------------------------------- classifier
 
 
