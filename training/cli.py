@@ -69,8 +69,9 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` and run the chosen subcommand; dataset problems and files or directories that cannot
-    be read or written (an existing version, a read-only --out) exit with status 2 and a message."""
+    """Parse ``argv`` and run the chosen subcommand; dataset problems, files or directories that cannot be
+    read or written (an existing version, a read-only --out) and failed downloads (``--weights imagenet``
+    without internet access) exit with status 2 and a message."""
     args = get_args_parser().parse_args(argv)
     try:
         args.func(args)

@@ -79,7 +79,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs: int, batch_size:
 
 
 def setup(args: argparse.Namespace) -> tuple[torch.device, Path]:
-    """Seed, pick the device and threads, create the run directory and save the resolved config."""
+    """Seed, pick the device and threads, create the run directory and save the resolved config. A recipe
+    trains inside ``runs.removed_on_early_failure(run_dir)`` so a failure leaves no config-only run."""
     runs.seed_everything(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training import engine, presets
+from training import engine, presets, runs
 from training.backbone import ARCHS, build_resnet, load_backbone_weights
 from training.data.images import limit, load_image_folder
 from training.provenance import provenance
@@ -95,49 +95,52 @@ def _finish(args, run_dir, model, labels, history, confusion, started, preset, d
 def pretrain(args: argparse.Namespace) -> Path:
     """Train a ResNet from scratch; return the run directory."""
     device, run_dir = engine.setup(args)
-    started = time.time()
-    preset = presets.resnet_preset(args.image_size, crop=False)
-    labels, train_set, val_set = _datasets(args, preset)
-    loaders = engine.make_loaders(train_set, val_set, args)
-    model = build_resnet(args.arch, len(labels))
-    init = "random initialisation"
-    if args.init:
-        init = f"continued from {load_backbone_weights(model, args.init)}"
-        print(f"initialisation: {init}", flush=True)
-    model.to(device)
-    optimizer = _sgd(list(model.parameters()), args.lr, args.weight_decay)
-    scheduler = engine.one_cycle(optimizer, args.lr, args.epochs * len(loaders[0]), pct_start=0.2)
-    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    history: dict[str, list[float]] = {}
-    confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, args.epochs, history,
-                                  len(labels), scheduler)
-    _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)
+    with runs.removed_on_early_failure(run_dir):
+        started = time.time()
+        preset = presets.resnet_preset(args.image_size, crop=False)
+        labels, train_set, val_set = _datasets(args, preset)
+        loaders = engine.make_loaders(train_set, val_set, args)
+        model = build_resnet(args.arch, len(labels))
+        init = "random initialisation"
+        if args.init:
+            loaded = load_backbone_weights(model, args.init, option="--init")  # its errors name --init
+            init = f"continued from {loaded}"
+            print(f"initialisation: {init}", flush=True)
+        model.to(device)
+        optimizer = _sgd(list(model.parameters()), args.lr, args.weight_decay)
+        scheduler = engine.one_cycle(optimizer, args.lr, args.epochs * len(loaders[0]), pct_start=0.2)
+        criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+        history: dict[str, list[float]] = {}
+        confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, args.epochs, history,
+                                      len(labels), scheduler)
+        _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)
     return run_dir
 
 
 def finetune(args: argparse.Namespace) -> Path:
     """Two-stage transfer learning; return the run directory."""
     device, run_dir = engine.setup(args)
-    started = time.time()
-    preset = presets.resnet_preset(args.image_size)
-    labels, train_set, val_set = _datasets(args, preset)
-    loaders = engine.make_loaders(train_set, val_set, args)
-    model = build_resnet(args.arch, len(labels))
-    init = load_backbone_weights(model, args.weights)
-    print(f"initialisation: {init}", flush=True)
-    model.to(device)
-    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    history: dict[str, list[float]] = {}
-    confusion = None
-    for stage, epochs, lr in ((1, args.head_epochs, args.lr), (2, args.epochs, args.body_lr)):
-        if epochs <= 0:
-            continue
-        optimizer = _sgd(set_stage(model, stage), lr, args.weight_decay)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loaders[0]))
-        print(f"stage {stage}: {epochs} epochs at lr {lr}", flush=True)
-        confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, epochs, history,
-                                      len(labels), scheduler)
-    if confusion is None:
-        raise ValueError("nothing to train: --head-epochs and --epochs are both 0")
-    _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)
+    with runs.removed_on_early_failure(run_dir):
+        started = time.time()
+        preset = presets.resnet_preset(args.image_size)
+        labels, train_set, val_set = _datasets(args, preset)
+        loaders = engine.make_loaders(train_set, val_set, args)
+        model = build_resnet(args.arch, len(labels))
+        init = load_backbone_weights(model, args.weights)
+        print(f"initialisation: {init}", flush=True)
+        model.to(device)
+        criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+        history: dict[str, list[float]] = {}
+        confusion = None
+        for stage, epochs, lr in ((1, args.head_epochs, args.lr), (2, args.epochs, args.body_lr)):
+            if epochs <= 0:
+                continue
+            optimizer = _sgd(set_stage(model, stage), lr, args.weight_decay)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loaders[0]))
+            print(f"stage {stage}: {epochs} epochs at lr {lr}", flush=True)
+            confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, epochs, history,
+                                          len(labels), scheduler)
+        if confusion is None:
+            raise ValueError("nothing to train: --head-epochs and --epochs are both 0")
+        _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)
     return run_dir

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from torch import nn
 from training.data import DataError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+CONFIG_NAME = "config.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -52,13 +55,29 @@ def make_run_dir(root: Path, name: str) -> Path:
     return run_dir
 
 
+@contextlib.contextmanager
+def removed_on_early_failure(run_dir: Path) -> Iterator[Path]:
+    """Run the block that trains into ``run_dir``; when it fails (an exception or Ctrl-C) while ``run_dir``
+    holds nothing but its ``config.json`` (a missing dataset, a failed download, an error in the first
+    epoch), remove ``run_dir`` so no empty run is left to be mistaken for a result. A failed run that wrote
+    anything else (a tokenizer, a checkpoint, a log) is kept as it is. The error itself propagates."""
+    try:
+        yield run_dir
+    except BaseException:
+        with contextlib.suppress(OSError):  # a directory left behind must not hide the run's own error
+            if [p.name for p in Path(run_dir).iterdir()] == [CONFIG_NAME]:
+                (Path(run_dir) / CONFIG_NAME).unlink()
+                Path(run_dir).rmdir()  # refuses, keeping the directory, if anything appeared meanwhile
+        raise
+
+
 def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def save_config(run_dir: Path, config: dict) -> None:
     """Write the resolved configuration of a run to ``config.json``."""
-    _write_json(Path(run_dir) / "config.json", config)
+    _write_json(Path(run_dir) / CONFIG_NAME, config)
 
 
 def save_metrics(run_dir: Path, metrics: dict) -> None:

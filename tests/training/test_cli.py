@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import onnxruntime as ort  # noqa: E402
 
-from training import runs  # noqa: E402
+from training import engine, runs  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.version import sha256_file  # noqa: E402
 
@@ -176,3 +179,68 @@ def test_cuda_asked_for_without_a_gpu_is_one_line(tmp_path: Path, capsys: pytest
     assert capsys.readouterr().err.strip() == message
     assert not (tmp_path / "runs").exists()  # no run directory left behind
 
+
+
+def test_a_missing_init_checkpoint_names_init(image_folder: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "missing.pt"
+    argv = ["pretrain", "--data", str(image_folder), "--image-size", "32", "--init", str(missing), *FAST,
+            "--out", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"error: --init {missing}: no such file\n"  # not --weights
+
+
+@pytest.mark.parametrize("error", [
+    urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),  # no DNS: no internet
+    ConnectionResetError(104, "Connection reset by peer"),
+    http.client.IncompleteRead(b"partial", 1000),  # the connection dropped during the download
+], ids=["no-network", "reset", "incomplete"])
+def test_imagenet_weights_without_internet_are_one_line(
+    error: Exception, image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # nothing cached: torch downloads
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+    argv = ["finetune", "--data", str(image_folder), "--image-size", "32", "--weights", "imagenet", *FAST,
+            "--out", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --weights imagenet: downloading torchvision's "
+                                                     "resnet18 ImageNet weights from https://")
+    assert "need a download from the internet" in err
+    assert "pass --weights PATH to a local state dict or checkpoint" in err
+    assert "leave out --weights for random initialisation" in err
+
+
+def test_a_run_that_fails_before_any_output_leaves_no_run_directory(
+    mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "runs"
+    assert main(["digits", "--data", str(tmp_path / "nowhere"), "--out", str(out)]) == 2  # bad data
+    assert list(out.iterdir()) == []
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "train_one_epoch", crash)  # an error in the first epoch
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["digits", "--data", str(mnist_root), *FAST, "--out", str(out)])
+    assert list(out.iterdir()) == []
+
+
+def test_a_failed_run_that_wrote_outputs_is_kept(
+    text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "train_one_epoch", crash)
+    out = tmp_path / "runs"
+    with pytest.raises(RuntimeError, match="boom"):  # sentiment writes tokenizer.json before its epochs
+        main(["sentiment", "--data", str(text_csv), *FAST, "--out", str(out)])
+    (run_dir,) = out.iterdir()
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "tokenizer.json"]

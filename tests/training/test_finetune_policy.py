@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 
 from training import runs  # noqa: E402
 from training.backbone import build_resnet, load_backbone_weights  # noqa: E402
+from training.caption.model import ImageEncoder  # noqa: E402
 from training.finetune import set_stage  # noqa: E402
 
 
@@ -51,3 +52,18 @@ def test_weights_errors(tmp_path: Path) -> None:
     torch.save({"something.else": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="no tensor matches"):
         load_backbone_weights(build_resnet("resnet18", 2), str(tmp_path / "other.pt"))
+
+
+def test_weights_errors_name_the_option_the_user_gave(tmp_path: Path) -> None:
+    """``pretrain --init`` and ``caption --encoder-weights`` load through the same code as ``finetune
+    --weights``; their messages named --weights, an option those commands do not have."""
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(FileNotFoundError, match=r"^--init .*missing\.pt: no such file$"):
+        load_backbone_weights(build_resnet("resnet18", 2), str(missing), option="--init")
+    with pytest.raises(FileNotFoundError, match=r"^--encoder-weights .*missing\.pt: no such file$"):
+        ImageEncoder("resnet18", str(missing))
+    torch.save({"something.else": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"^--init .*other\.pt: no tensor matches"):
+        load_backbone_weights(build_resnet("resnet18", 2), str(tmp_path / "other.pt"), option="--init")
+    with pytest.raises(FileNotFoundError, match=r"^--weights "):  # finetune's option stays the default
+        load_backbone_weights(build_resnet("resnet18", 2), str(missing))

@@ -44,8 +44,9 @@ class ImageEncoder(nn.Module):
             raise ValueError(f"unsupported feature layer {feature_layer!r}; supported: "
                              f"{', '.join(FEATURE_LAYERS)}")
         resnet = build_resnet(arch, num_classes=1)
-        #: where the weights came from (``load_backbone_weights``), for provenance
-        self.weights_description = load_backbone_weights(resnet, weights)
+        #: where the weights came from (``load_backbone_weights``), for provenance; ``weights`` is what
+        #: ``caption --encoder-weights`` gave, the option its error messages name
+        self.weights_description = load_backbone_weights(resnet, weights, option="--encoder-weights")
         children = dict(resnet.named_children())
         names = list(children)[: list(children).index(feature_layer) + 1]
         last_norm = [m for m in children[feature_layer].modules() if isinstance(m, nn.BatchNorm2d)][-1]
