@@ -194,6 +194,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--load-processes", type=int, default=1, help="processes of the load generator sharing the clients"
     )
+    parser.add_argument(
+        "--plot",
+        default="bench-report.png",
+        help="where to draw the results (throughput and latency per task and system; PNG); 'none': no chart",
+    )
     args = parser.parse_args(argv)
     tasks = args.tasks.split(",")
     unknown = [t for t in tasks if t not in TASKS]
@@ -241,6 +246,65 @@ def main(argv: list[str] | None = None) -> None:
             clients = args.caption_concurrency if task == "caption" else args.concurrency
             rows.append(load(url, task, clients, args.requests, args.duration, "naive", args.load_processes))
     report(rows, tasks, ran_on)
+    if args.plot != "none":
+        print(f"chart: {plot_report(rows, tasks, ran_on, Path(args.plot))}")
+
+
+def plot_report(rows: list[Row], tasks: list[str], ran_on: dict[str, str], path: Path) -> Path:
+    """Draw the results to ``path``: per task, throughput per system (top) and p50/p99 latency (bottom,
+    log scale), each bar labelled with its value, and what each system ran on underneath."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.5 * len(tasks), 7.5), squeeze=False)
+    for column, task in enumerate(tasks):
+        task_rows = [r for r in rows if r["task"] == task]
+        names = [
+            f"{r['system']}\n({r['concurrency']} client{'s' if r['concurrency'] != 1 else ''})"
+            if r["concurrency"] != "-"
+            else r["system"]
+            for r in task_rows
+        ]
+        colours = [
+            "#8c8c8c" if r["system"].startswith("raw") else "#c44e52" if r["system"] == "naive" else "#4c72b0"
+            for r in task_rows
+        ]
+        positions = np.arange(len(task_rows))
+        top, bottom = axes[0][column], axes[1][column]
+        bars = top.bar(positions, [r["throughput"] for r in task_rows], color=colours)
+        top.bar_label(bars, fmt="%.0f", fontsize=7)
+        top.set_title(f"{task} ({MODELS[task]})")
+        top.set_ylabel("requests (raw: items) per second")
+        width = 0.4
+        p50 = bottom.bar(
+            positions - width / 2, [r["p50_ms"] for r in task_rows], width, label="p50", color="#55a868"
+        )
+        p99 = bottom.bar(
+            positions + width / 2, [r["p99_ms"] for r in task_rows], width, label="p99", color="#dd8452"
+        )
+        bottom.bar_label(p50, fmt="%.0f", fontsize=6)
+        bottom.bar_label(p99, fmt="%.0f", fontsize=6)
+        bottom.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")
+        bottom.yaxis.set_major_formatter(plain)
+        bottom.yaxis.set_minor_formatter(plain)
+        bottom.tick_params(axis="y", which="minor", labelsize=6)
+        bottom.set_ylabel("latency, ms (log scale)")
+        bottom.legend(fontsize=7)
+        for ax in (top, bottom):
+            ax.set_xticks(positions, names, rotation=45, ha="right", fontsize=7)
+            ax.grid(axis="y", alpha=0.3)
+    fig.text(
+        0.01, 0.005, "; ".join(f"{what}: {where}" for what, where in ran_on.items()), fontsize=6, wrap=True
+    )
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def report(rows: list[Row], tasks: list[str], ran_on: dict[str, str]) -> None:

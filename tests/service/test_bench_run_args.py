@@ -1,10 +1,14 @@
-"""The benchmark refuses bad options with one line naming the option, before it starts anything."""
+"""The benchmark refuses bad options with one line naming the option, before it starts anything; its
+chart has a column per task."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from bench.run import main
+import pytest
+from PIL import Image
+
+from bench.run import main, plot_report
 
 
 @pytest.mark.parametrize(
@@ -24,3 +28,32 @@ def test_bad_options_are_one_line_errors(
         main(["--models-dir", "/nonexistent", *argv])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].endswith(f"error: {message}")
+
+
+def test_the_chart_has_a_column_per_task(tmp_path: Path) -> None:
+    rows = []
+    for task in ("classify", "caption"):
+        for system, clients, rate in [
+            ("raw batch 1", "-", 40.0),
+            ("raw batch 8", "-", 90.0),
+            ("service", 16, 80.0),
+            ("service", 1, 30.0),
+            ("naive", 16, 20.0),
+        ]:
+            rows.append(
+                {
+                    "task": task,
+                    "system": system,
+                    "concurrency": clients,
+                    "requests": 100,
+                    "errors": 0,
+                    "throughput": rate,
+                    "p50_ms": 1000 / rate,
+                    "p99_ms": 1500 / rate,
+                }
+            )
+    path = plot_report(rows, ["classify", "caption"], {"service": "CPUExecutionProvider"}, tmp_path / "r.png")
+    with Image.open(path) as chart:
+        assert chart.format == "PNG"
+        width, height = chart.size
+    assert width > height  # two task columns side by side, 4.5 inches each, 7.5 high
