@@ -111,6 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="a new model repository")
     args = parser.parse_args(argv)
+    there = [
+        name for name in ("pets-resnet18", "sentiment-lstm", "captioner") if (args.out / name / "1").exists()
+    ]
+    if there:
+        parser.error(
+            f"{args.out} already holds {', '.join(f'{name}/1' for name in there)}: choose another --out"
+        )
     torch.manual_seed(0)
     checkpoints = args.out / "checkpoints"
     checkpoints.mkdir(parents=True, exist_ok=True)
