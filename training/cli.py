@@ -62,7 +62,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                     help="dataset: folder holding MNIST/raw, an ImageFolder root, a text CSV folder or "
                          "aclImdb, or the captioner's data")
     ev.add_argument("--split", default="test", help="split to evaluate (default test)")
-    ev.add_argument("--batch-size", type=positive_int, default=64, help="inference batch size (default 64)")
+    ev.add_argument("--batch-size", type=positive_int, default=None,
+                    help="inference batch size (default 64; a captioner's: 32)")
     ev.add_argument("--beam-size", type=int, default=None, help="captioner only: beam width")
     ev.set_defaults(func=evaluate.run)
     return parser

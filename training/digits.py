@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``digits`` subcommand."""
     parser = subparsers.add_parser(
         "digits", help="train the digits CNN on MNIST",
-        description="Train a small CNN (two conv-ReLU-conv-ReLU-maxpool blocks, dropout, linear head) on "
+        description="Train a small CNN (two conv-ReLU-conv-ReLU-maxpool blocks, an MLP head: dropout, "
+                    "linear-ReLU, dropout, linear) on "
                     "MNIST train and validate on MNIST test. AdamW with a one-cycle schedule.")
     parser.add_argument("--data", type=Path, required=True,
                         help="folder holding MNIST/raw (torchvision's layout), or the MNIST folder itself")

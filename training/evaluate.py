@@ -69,23 +69,27 @@ def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split:
     return predictions, targets
 
 
-def evaluate_version(version_dir: Path, data: Path, split: str = "test", batch_size: int = 64,
+def evaluate_version(version_dir: Path, data: Path, split: str = "test", batch_size: int | None = None,
                      **opts: object) -> dict:
     """Accuracy and confusion matrix of a classifier version on ``data``/``split``, through onnxruntime.
 
     Writes ``metrics[split]``, the confusion matrix (provenance and ``confusion-<split>.png``) and the card,
-    and re-computes the sha256 of every file. Captioning versions go to the captioner's evaluator.
+    and re-computes the sha256 of every file. ``batch_size``: onnxruntime's batch (default 64). Captioning
+    versions go to the captioner's evaluator, with ``batch_size`` when given (its default is 32).
     """
     version_dir, data = Path(version_dir), Path(data)
     manifest = read_manifest(version_dir)
     if manifest["task"] == "image-captioning":
         from training.caption.evaluate import evaluate_version as evaluate_captioner
 
+        if batch_size is not None:  # else the captioner's own default
+            opts["batch_size"] = batch_size
         return evaluate_captioner(version_dir, data, split, **opts)
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(version_dir / manifest["graphs"]["model"]["file"]),
                                    providers=["CPUExecutionProvider"])
+    batch_size = batch_size or 64
     if manifest["task"] == "sentiment":
         predictions, targets = _predict_text(session, manifest, version_dir, data, split, batch_size)
     else:
