@@ -52,6 +52,38 @@ def test_resize_shorter_side_then_center_crop() -> None:
     assert np.allclose(batch, 1.0)  # the crop keeps the centre only
 
 
+def test_a_long_thin_image_is_not_resized_whole_before_its_crop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1500 x 4 at a shorter side of 183 would be 68,625 x 183 (12.6 million pixels) before a 160 x 160 crop;
+    # a 65,500 x 1 JPEG (17 KB) took 20 s and 9 GB that way. Only the crop's region is resized, and the
+    # result is the whole resize's crop to within a few levels (Pillow's fixed-point filter weights round
+    # differently from an offset; a region off by a pixel would differ by ~85 levels on these random ones).
+    spec = ImageSpec(color_mode="RGB", resize=183, size=(160, 160), mean=[0, 0, 0], std=[1, 1, 1])
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, size=(4, 1500, 3), dtype=np.uint8))
+    whole = image.resize((68625, 183), Image.Resampling.BILINEAR).crop((34232, 11, 34392, 171))
+    made: list[tuple[int, int]] = []
+    resize = Image.Image.resize
+
+    def recorded(self: Image.Image, size: tuple[int, int], *args: object, **kwargs: object) -> Image.Image:
+        made.append(tuple(size))
+        return resize(self, size, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "resize", recorded)
+    pixels = image_batch([image], spec)[0]
+    assert made == [(160, 160)]
+    expected = np.asarray(whole, dtype=np.float32).transpose(2, 0, 1) / 255
+    difference = np.abs(pixels - expected) * 255
+    assert difference.max() <= 6 and difference.mean() < 2
+
+
+def test_a_photo_is_resized_whole_then_cropped_as_torchvision_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ImageSpec(color_mode="RGB", resize=183, size=(160, 160), mean=[0, 0, 0], std=[1, 1, 1])
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(375, 500, 3), dtype=np.uint8))
+    expected = np.asarray(image.resize((244, 183), Image.Resampling.BILINEAR).crop((42, 12, 202, 172)))
+    pixels = image_batch([image], spec)[0]
+    np.testing.assert_array_equal(pixels, expected.astype(np.float32).transpose(2, 0, 1) / np.float32(255))
+
+
 def test_grey_invert_and_normalise() -> None:
     spec = ImageSpec(color_mode="L", resize=None, size=(2, 3), mean=[0.5], std=[0.5], invert=True)
     batch = image_batch([Image.new("RGB", (5, 5), (0, 0, 0))], spec)
