@@ -5,7 +5,9 @@ it admits waiting requests (their images go through the encoder together), runs 
 every beam of every running search in a single decoder run, and hands finished requests their captions.
 A short caption leaves the running set as soon as it ends, whatever longer ones it was decoded with; a
 request arriving mid-way joins at the next step. Each search advances exactly as it would alone
-(``BeamSearch``), so the results equal the per-request beam search.
+(``BeamSearch``) on the decoder outputs it is given, so the results equal the per-request beam search's
+on the same outputs; onnxruntime's own outputs for a row may differ in the last bits with the batch it is
+run in (~2e-6 in log-probability on the CPU), and so may the scores.
 
 The running images' features (what the decoder attends to) stay in the rows of one buffer from admission
 to finish (``ImageSlots``), and each step feeds a view of it with the index of every decoder row's image,
