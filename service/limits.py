@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 from .errors import EmptyText, InvalidInput, TextTooLong, TooManyItems
 from .settings import Settings
 
@@ -12,9 +14,16 @@ def check_item_count(count: int, kind: str, max_items: int) -> None:
         raise TooManyItems(f"{count} {kind} in one request, more than the limit of {max_items}")
 
 
+# Unicode categories with nothing to read: separators, controls, format characters (zero-width spaces and
+# joiners, the byte-order mark) and combining marks with no letter to combine with
+INVISIBLE = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
+
+
 def check_texts(texts: list[str], settings: Settings) -> None:
     """At least one text, at most ``max_batch_items``, none blank, none over ``max_text_chars``, each
-    valid Unicode (JSON can spell a lone surrogate, ``"\\ud800"``, which no tokenizer takes)."""
+    valid Unicode (JSON can spell a lone surrogate, ``"\\ud800"``, which no tokenizer takes) and with
+    something visible in it (a text of zero-width spaces or a NUL has no token: it was read as one unknown
+    word, and got that word's prediction as if it were a review)."""
     if not texts:
         raise EmptyText("texts must not be empty")
     check_item_count(len(texts), "texts", settings.max_batch_items)
@@ -32,3 +41,8 @@ def check_texts(texts: list[str], settings: Settings) -> None:
                 raise InvalidInput(
                     f"text {i} is not valid Unicode: a lone surrogate at character {exc.start}"
                 ) from exc
+        if all(unicodedata.category(char) in INVISIBLE for char in text):  # stops at the first visible one
+            raise EmptyText(
+                f"text {i} has nothing visible: only spaces, control or zero-width characters, or "
+                "combining marks"
+            )

@@ -176,12 +176,19 @@ def test_model_not_ready(client: TestClient) -> None:
     )
 
 
+NOTHING_VISIBLE = "only spaces, control or zero-width characters, or combining marks"
+
+
 @pytest.mark.parametrize(
     ("payload", "code", "message"),
     [
         ({"text": ""}, "empty_text", "text 0 is empty"),
         ({"text": "   "}, "empty_text", "text 0 is empty"),
         ({"texts": []}, "empty_text", "texts must not be empty"),
+        *(
+            ({"texts": ["good", invisible]}, "empty_text", f"text 1 has nothing visible: {NOTHING_VISIBLE}")
+            for invisible in ("\u200b\u200d\ufeff", "\u0000", "\u0301\u0301", "\x01 \u2028\u00a0\u200b")
+        ),
         (
             {"texts": ["good", "x" * 41]},
             "text_too_long",
