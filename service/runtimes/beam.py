@@ -149,7 +149,7 @@ def _advance_group(
         candidates[done, eos_id] = scores[part][done]  # a finished beam's only continuation, at no cost
         candidates = candidates.reshape(len(candidates), k * vocab)
         best[part] = top_k(candidates, best.shape[1])
-        chosen[part] = np.take_along_axis(candidates, best[part], axis=1)
+        chosen[part] = candidates[np.arange(len(candidates))[:, None], best[part]]
     beam, token = best // vocab, best % vocab
     images = np.arange(n_images)[:, None]
     scores = chosen
@@ -185,10 +185,11 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
     against 3.5 ms on this project's CPU), on a GPU as much as on a CPU."""
     if k >= values.shape[1]:
         return np.argsort(-values, axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(values))[:, None]  # indexing by rows and columns: take_along_axis, cheaper
     chosen = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
-    chosen_values = np.take_along_axis(values, chosen, axis=1)
+    chosen_values = values[rows, chosen]
     order = np.lexsort((chosen, -chosen_values), axis=1)  # largest first, then the lower index
-    result = np.take_along_axis(chosen, order, axis=1)
+    result = chosen[rows, order]
     # a row with a tie at its k-th value (or too few finite values): which index wins is the sort's to say
     tied = (values >= chosen_values.min(axis=1, keepdims=True)).sum(axis=1) != k
     if tied.any():
