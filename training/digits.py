@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training import engine, presets, runs
+from training import engine, presets
 from training.data.images import limit, load_mnist
 from training.nets import DigitsCNN, DigitsConfig
 from training.provenance import provenance
@@ -39,8 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def train(args: argparse.Namespace) -> Path:
     """Train the digits CNN; return the run directory."""
-    device, run_dir = engine.setup(args)
-    with runs.removed_on_early_failure(run_dir):
+    with engine.setup(args) as (device, run_dir):
         started = time.time()
         preset = presets.digits_preset()
         train_tf = (preset.train_transform(presets.digits_augment()) if args.augment

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +79,11 @@ def add_common_args(parser: argparse.ArgumentParser, *, epochs: int, batch_size:
                                                      "(default %(default)s)")
 
 
-def setup(args: argparse.Namespace) -> tuple[torch.device, Path]:
-    """Seed, pick the device and threads, create the run directory and save the resolved config. A recipe
-    trains inside ``runs.removed_on_early_failure(run_dir)`` so a failure leaves no config-only run."""
+@contextlib.contextmanager
+def setup(args: argparse.Namespace) -> Iterator[tuple[torch.device, Path]]:
+    """Seed, pick the device and threads, create the run directory and save the resolved config; the block
+    (``with setup(args) as (device, run_dir)``) trains into it, and when it fails before writing anything
+    but the config, the run directory is removed (``runs.removed_on_early_failure``)."""
     runs.seed_everything(args.seed)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,7 +91,8 @@ def setup(args: argparse.Namespace) -> tuple[torch.device, Path]:
     run_dir = runs.make_run_dir(args.out, args.name)
     config = {k: v for k, v in vars(args).items() if k != "func"}
     runs.save_config(run_dir, {**config, "command": " ".join(sys.argv), "device_resolved": str(device)})
-    return device, run_dir
+    with runs.removed_on_early_failure(run_dir):
+        yield device, run_dir
 
 
 def progress(iterable, desc: str, total: int | None = None) -> tqdm:

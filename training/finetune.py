@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training import engine, presets, runs
+from training import engine, presets
 from training.backbone import ARCHS, build_resnet, load_backbone_weights
 from training.data.images import limit, load_image_folder
 from training.provenance import provenance
@@ -94,8 +94,7 @@ def _finish(args, run_dir, model, labels, history, confusion, started, preset, d
 
 def pretrain(args: argparse.Namespace) -> Path:
     """Train a ResNet from scratch; return the run directory."""
-    device, run_dir = engine.setup(args)
-    with runs.removed_on_early_failure(run_dir):
+    with engine.setup(args) as (device, run_dir):
         started = time.time()
         preset = presets.resnet_preset(args.image_size, crop=False)
         labels, train_set, val_set = _datasets(args, preset)
@@ -119,8 +118,7 @@ def pretrain(args: argparse.Namespace) -> Path:
 
 def finetune(args: argparse.Namespace) -> Path:
     """Two-stage transfer learning; return the run directory."""
-    device, run_dir = engine.setup(args)
-    with runs.removed_on_early_failure(run_dir):
+    with engine.setup(args) as (device, run_dir):
         started = time.time()
         preset = presets.resnet_preset(args.image_size)
         labels, train_set, val_set = _datasets(args, preset)

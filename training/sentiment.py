@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training import engine, runs
+from training import engine
 from training.data import text
 from training.data.images import limit
 from training.nets import SentimentConfig, SentimentLSTM
@@ -48,8 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def train(args: argparse.Namespace) -> Path:
     """Train the sentiment net; return the run directory (with tokenizer.json beside the checkpoint)."""
-    device, run_dir = engine.setup(args)
-    with runs.removed_on_early_failure(run_dir):
+    with engine.setup(args) as (device, run_dir):
         started = time.time()
         train_texts, train_raw = text.load_text(args.data, "train", args.text_column, args.label_column)
         val_texts, val_raw = text.load_text(args.data, args.val_split, args.text_column, args.label_column)

@@ -37,8 +37,7 @@ def _optimizer(model: Captioner, args: argparse.Namespace) -> torch.optim.Optimi
 
 def train(args: argparse.Namespace) -> Path:
     """Train a captioner per ``args`` (see ``cli.register``); return the run directory."""
-    device, run_dir = engine.setup(args)
-    with runs.removed_on_early_failure(run_dir):
+    with engine.setup(args) as (device, run_dir):
         started = time.time()
         train_items, dev_items = (_limit(load_split(args.data, split), args.limit)
                                   for split in ("train", "dev"))
