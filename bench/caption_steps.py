@@ -16,13 +16,11 @@ from typing import Any
 import onnxruntime as ort
 
 from bench.load import photo_jpeg
-from bench.run import positive_counts
+from bench.run import load_runtime, positive_counts
 from service.batching import BatchConfig
 from service.metrics import Metrics
 from service.preprocessing import load_pixels
-from service.repository import discover, load_version, read_manifest
 from service.runtimes import CaptionerRuntime
-from service.settings import Settings
 from service.step_batching import CaptionBatcher
 
 
@@ -47,11 +45,7 @@ class TimedSession:
 
 
 def load_captioner(models_dir: Path, name: str) -> CaptionerRuntime:
-    versions = [v for v in discover(models_dir) if v.name == name]
-    if not versions:
-        raise SystemExit(f"no model named {name!r} in {models_dir}")
-    version = max(versions, key=lambda v: v.version)
-    runtime = load_version(read_manifest(version), version.path, Settings(models_dir=models_dir))
+    runtime = load_runtime(models_dir, name)
     if not isinstance(runtime, CaptionerRuntime):
         raise SystemExit(f"{name} is not an image-captioning model")
     return runtime

@@ -41,8 +41,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _load(models_dir: Path, name: str) -> Runtime:
+def load_runtime(models_dir: Path, name: str) -> Runtime:
+    """The highest version of model ``name`` in ``models_dir``, loaded with the default settings."""
     versions = [v for v in discover(models_dir) if v.name == name]
+    if not versions:
+        raise SystemExit(f"no model named {name!r} in {models_dir}")
     version = max(versions, key=lambda v: v.version)
     return load_version(read_manifest(version), version.path, Settings(models_dir=models_dir))
 
@@ -68,7 +71,7 @@ def _raw_step(runtime: Runtime, batch: int) -> Callable[[], object]:
 def raw(
     models_dir: Path, task: str, batches: list[int], requests: int, duration: float, ran_on: dict[str, str]
 ) -> list[Row]:
-    runtime = _load(models_dir, MODELS[task])
+    runtime = load_runtime(models_dir, MODELS[task])
     ran_on[f"{task} raw"] = _providers(runtime.providers())
     rows = []
     for batch in batches:
