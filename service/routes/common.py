@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from starlette.types import Receive
@@ -28,24 +27,21 @@ def resolve_runtime(
     return entry, entry.runtime
 
 
-async def answer_unless_gone(receive: Receive, future: Future[U]) -> U:
+async def answer_unless_gone(receive: Receive, ticket: Ticket[U]) -> U:
     """Await a batcher's answer while watching the connection: if the client goes away first, the work is
     abandoned (``Ticket``: dropped while queued, a caption at its next step) and ``ClientGone`` raised.
     ``receive`` is the request's ASGI receive, whose body has been read: what comes next is the
     disconnect."""
-    if future.done():
-        return future.result()
-    answer = asyncio.wrap_future(future)
+    if ticket.done():
+        return ticket.result()
+    answer = asyncio.wrap_future(ticket)
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
     finally:
         gone.cancel()
     if not answer.done():
-        if isinstance(future, Ticket):
-            future.abandon()
-        else:
-            future.cancel()
+        ticket.abandon()
         answer.cancel()
         raise ClientGone("the client closed the connection before the answer")
     return answer.result()

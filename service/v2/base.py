@@ -7,12 +7,12 @@ import base64
 import binascii
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from ..batching import Ticket
 from ..errors import BadRequest, ModelNotReady, TensorTooLarge
 from ..limits import check_item_count
 from ..manifest import ImageSpec, Manifest
@@ -30,13 +30,13 @@ class Started:
     """Inference under way: ``future`` (a batcher's), and ``finish``, which turns its result into the
     outputs (at least those named)."""
 
-    future: Future[Any]
+    future: Ticket[Any]
     finish: Callable[[Any], dict[str, np.ndarray]]
 
     @classmethod
     def done(cls, outputs: dict[str, np.ndarray]) -> Started:
         """Inference that is already over (a graph model runs its graph when started)."""
-        future: Future[Any] = Future()
+        future: Ticket[Any] = Ticket()
         future.set_result(outputs)
         return cls(future, lambda result: dict(result))
 
