@@ -65,6 +65,22 @@ def make_batcher(captioner: CaptionerRuntime) -> Iterator[Callable[[int], Captio
         batcher.close()
 
 
+Step = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def before_each_step(captioner: CaptionerRuntime, action: Callable[[], None]) -> Step:
+    """Have ``action`` run before every decoder step of ``captioner`` from now on (in the batcher's thread,
+    between steps: where requests arrive mid-decoding or clients leave); return the step it wraps."""
+    step = captioner.step
+
+    def hooked(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        action()
+        return step(*args)
+
+    captioner.step = hooked  # type: ignore[method-assign]
+    return step
+
+
 def square(captioner: CaptionerRuntime, colour: tuple[int, int, int]) -> np.ndarray:
     """One plain square of ``colour``, preprocessed: the tiny captioner names its colour."""
     return image_batch([Image.new("RGB", (16, 16), colour)], captioner.image_spec)
@@ -94,15 +110,13 @@ def test_results_equal_the_per_request_beam_search_while_requests_join_and_leave
     # a third of the requests are queued at once; the others arrive while decoding runs, from the worker
     futures: list[Future[list[Hypothesis]]] = [batcher.submit(*job) for job in jobs[:8]]
     later = iter(jobs[8:])
-    step = captioner.step
 
-    def arriving(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def arriving() -> None:
         job = next(later, None)
         if job is not None:
             futures.append(batcher.submit(*job))
-        return step(*args)
 
-    captioner.step = arriving  # type: ignore[method-assign]
+    step = before_each_step(captioner, arriving)
     results = [future.result(timeout=60) for future in futures]
     captioner.step = step  # type: ignore[method-assign]
     solo = [captioner.infer(*job) for job in jobs]
@@ -118,15 +132,13 @@ def test_a_short_caption_leaves_the_batch_and_a_new_request_joins_between_steps(
     batcher = make_batcher(8)
     red = square(captioner, (255, 0, 0))
     long = batcher.submit(red, 20, 2)  # "a red square" and its end: 4 steps
-    step = captioner.step
     joined: list[Future[list[Hypothesis]]] = []
 
-    def second_arrives_after_the_first_step(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def second_arrives_after_the_first_step() -> None:
         if not joined:
             joined.append(batcher.submit(red, 1, 3))  # one token: it leaves after one step
-        return step(*args)
 
-    captioner.step = second_arrives_after_the_first_step  # type: ignore[method-assign]
+    before_each_step(captioner, second_arrives_after_the_first_step)
     long_result, short_result = long.result(timeout=30), joined[0].result(timeout=30)
     # step 1: the first request's 2 beams; step 2: joined by the second's 3; then the second has left
     assert steps == [2, 5, 2, 2]
@@ -208,10 +220,9 @@ def test_abandoned_requests_leave_at_the_next_step_or_never_start(
     batcher = make_batcher(2)
     red = square(captioner, (255, 0, 0))
     first = batcher.submit(red, 20, 2)  # "a red square" and its end: 4 steps
-    step = captioner.step
     later: list[Ticket[list[Hypothesis]]] = []
 
-    def clients_come_and_go(*args: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def clients_come_and_go() -> None:
         if not steps:
             later.append(batcher.submit(red, 20, 3))  # joins at step 2
             later.append(batcher.submit(red, 20, 1))  # queued: two images are the most
@@ -219,9 +230,8 @@ def test_abandoned_requests_leave_at_the_next_step_or_never_start(
         elif len(steps) == 1:
             later[0].abandon()  # running: flagged
             later[1].abandon()  # queued: cancelled
-        return step(*args)
 
-    captioner.step = clients_come_and_go  # type: ignore[method-assign]
+    before_each_step(captioner, clients_come_and_go)
     assert captioner.detokenize(first.result(timeout=30)[0].tokens) == "a red square"
     assert captioner.detokenize(later[2].result(timeout=30)[0].tokens) == "a red square"
     # 2 rows; joined by 3 (step 2), which then left; the last request took the freed image row
