@@ -22,14 +22,17 @@ class ServiceError(Exception):
 
     status_code = 500
     code = "internal_error"
+    # the answer closes the connection: what the client sent after it must not be read as a request
+    closes_connection = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
     def headers(self) -> dict[str, str]:
-        """HTTP headers the error response carries (none but for ``QueueFull``)."""
-        return {}
+        """HTTP headers the error response carries: ``Connection: close`` for the errors that close it,
+        ``Retry-After`` for ``QueueFull``."""
+        return {"Connection": "close"} if self.closes_connection else {}
 
 
 class InvalidImage(ServiceError):
@@ -65,9 +68,7 @@ class RequestTimeout(ServiceError):
 
     status_code = 408
     code = "request_timeout"
-
-    def headers(self) -> dict[str, str]:
-        return {"Connection": "close"}  # what is left of the body must not be read as the next request
+    closes_connection = True  # what is left of the body must not be read as the next request
 
 
 class ImageTooLarge(ServiceError):

@@ -108,8 +108,7 @@ class UpgradeRefused(BadRequest):
     the connection: the parser took the rest of the connection's bytes for the other protocol, so a
     request pipelined behind it would never be answered."""
 
-    def headers(self) -> dict[str, str]:
-        return {"Connection": "close"}
+    closes_connection = True
 
 
 def _has_body(headers: dict[bytes, bytes], declared: str) -> bool:
