@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.load import TASKS, photo_jpeg, review
 from service.preprocessing import load_pixels
-from service.repository import discover, load_version, read_manifest
+from service.repository import VersionDir, discover, load_version, read_manifest
 from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
 from service.settings import Settings
 
@@ -41,13 +41,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def load_runtime(models_dir: Path, name: str) -> Runtime:
-    """The highest version of model ``name`` in ``models_dir``, loaded with the default settings."""
+def latest_version(models_dir: Path, name: str) -> VersionDir:
+    """The highest version of model ``name`` in ``models_dir`` (the one the naive server serves too)."""
     versions = [v for v in discover(models_dir) if v.name == name]
     if not versions:
         raise SystemExit(f"no model named {name!r} in {models_dir}")
-    version = max(versions, key=lambda v: v.version)
+    return max(versions, key=lambda v: v.version)
+
+
+def load_runtime(models_dir: Path, name: str) -> Runtime:
+    """The highest version of model ``name`` in ``models_dir``, loaded with the default settings."""
+    version = latest_version(models_dir, name)
     return load_version(read_manifest(version), version.path, Settings(models_dir=models_dir))
+
+
+def missing_checkpoints(models_dir: Path, tasks: list[str]) -> list[str]:
+    """The models of ``tasks`` whose training checkpoint is not on this machine: the naive server serves
+    the same weights from it (``provenance.checkpoint``, a run directory or file, from the project root),
+    and the repository holds only the ONNX graphs."""
+    missing = []
+    for task in tasks:
+        named = read_manifest(latest_version(models_dir, MODELS[task])).provenance.get("checkpoint")
+        path = ROOT / str(named)
+        if not named or not (path.is_file() or (path / "checkpoint.pt").is_file()):
+            missing.append(f"{MODELS[task]} ({named or 'names none'})")
+    return missing
 
 
 def _providers(by_graph: dict[str, list[str]]) -> str:
@@ -212,6 +230,13 @@ def main(argv: list[str] | None = None) -> None:
     for option in ("concurrency", "caption_concurrency", "requests", "duration", "load_processes"):
         if getattr(args, option) <= 0:
             parser.error(f"--{option.replace('_', '-')} must be positive")
+    missing = missing_checkpoints(args.models_dir, tasks)
+    if missing:  # found before minutes of measuring, not when the naive server fails to start
+        parser.error(
+            f"the naive server loads each model's training checkpoint, and these are not here: "
+            f"{', '.join(missing)}. Train the models (training/README.md), or benchmark the real "
+            "architectures with random weights: python -m bench.random_models --out DIR"
+        )
     rows: list[Row] = []
     ran_on: dict[str, str] = {}
     for task in tasks:

@@ -3,12 +3,13 @@ chart has a column per task."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from bench.run import main, plot_report
+from bench.run import ROOT, main, missing_checkpoints, plot_report
 
 
 @pytest.mark.parametrize(
@@ -57,3 +58,27 @@ def test_the_chart_has_a_column_per_task(tmp_path: Path) -> None:
         assert chart.format == "PNG"
         width, height = chart.size
     assert width > height  # two task columns side by side, 4.5 inches each, 7.5 high
+
+
+def test_missing_training_checkpoints_are_named_before_anything_is_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the naive server serves each model's weights from its training checkpoint, which a clone does not have
+    manifest = json.loads((ROOT / "models" / "sentiment-lstm" / "1" / "manifest.json").read_text())
+    version = tmp_path / "models" / "sentiment-lstm" / "1"
+    version.mkdir(parents=True)
+    for checkpoint, missing in ((tmp_path / "gone.pt", True), (tmp_path / "run", False)):
+        manifest["provenance"]["checkpoint"] = str(checkpoint)
+        (version / "manifest.json").write_text(json.dumps(manifest))
+        if not missing:
+            checkpoint.mkdir()
+            (checkpoint / "checkpoint.pt").write_bytes(b"")  # a run directory holding one
+        assert missing_checkpoints(tmp_path / "models", ["sentiment"]) == (
+            [f"sentiment-lstm ({checkpoint})"] if missing else []
+        )
+    manifest["provenance"]["checkpoint"] = str(tmp_path / "gone.pt")
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--models-dir", str(tmp_path / "models"), "--tasks", "sentiment"])
+    assert exit_info.value.code == 2
+    assert f"these are not here: sentiment-lstm ({tmp_path / 'gone.pt'})" in capsys.readouterr().err
