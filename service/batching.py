@@ -13,12 +13,10 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-import numpy as np
 
 from .errors import ModelNotReady, QueueFull
 from .metrics import ModelMetrics
@@ -26,6 +24,7 @@ from .settings import Settings
 
 T = TypeVar("T")
 U = TypeVar("U")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -156,24 +155,25 @@ class QueueWorker(Generic[T, U]):
         self._thread.join()
 
 
-class Batcher(QueueWorker[Sequence[T], list[np.ndarray]]):
-    """Coalesces requests of items into runs of ``run`` (items -> an array, one row per item, in order)."""
+class Batcher(QueueWorker[Sequence[T], list[R]]):
+    """Coalesces requests of items into runs of ``run`` (items -> one output per item, in order: the rows
+    of an array, or objects)."""
 
     def __init__(
         self,
         name: str,
-        run: Callable[[list[T]], np.ndarray],
+        run: Callable[[list[T]], Iterable[R]],
         config: BatchConfig,
         metrics: ModelMetrics,
     ) -> None:
         self._run = run
         super().__init__(name, config, metrics)
 
-    def submit(self, items: Sequence[T]) -> Ticket[list[np.ndarray]]:
+    def submit(self, items: Sequence[T]) -> Ticket[list[R]]:
         """Queue a request's items; its future gets one output per item, in order."""
         return self.submit_payload(items, len(items))
 
-    async def infer(self, items: Sequence[T]) -> list[np.ndarray]:
+    async def infer(self, items: Sequence[T]) -> list[R]:
         """``submit`` and await the outputs without blocking the event loop."""
         return await asyncio.wrap_future(self.submit(items))
 
@@ -184,10 +184,10 @@ class Batcher(QueueWorker[Sequence[T], list[np.ndarray]]):
             self.metrics.compute.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(sum(p.rows for p in batch))
 
-    def _execute(self, batch: list[Pending[Sequence[T], list[np.ndarray]]]) -> None:
+    def _execute(self, batch: list[Pending[Sequence[T], list[R]]]) -> None:
         items = [item for pending in batch for item in pending.payload]
         try:
-            outputs = self._run(items)
+            outputs = list(self._run(items))
         except Exception as exc:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)
@@ -197,5 +197,5 @@ class Batcher(QueueWorker[Sequence[T], list[np.ndarray]]):
             return
         offset = 0
         for pending in batch:
-            pending.future.set_result(list(outputs[offset : offset + pending.rows]))
+            pending.future.set_result(outputs[offset : offset + pending.rows])
             offset += pending.rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -52,7 +53,7 @@ class ModelVersion:
         """The providers its sessions actually got, over all graphs."""
         return sorted({p for providers in self.providers.values() for p in providers})
 
-    def item_batcher(self) -> Batcher[Any]:
+    def item_batcher(self) -> Batcher[Any, Any]:
         """The batching queue of a classifier or sentiment model; 503 once it is stopped."""
         if not isinstance(self.batcher, Batcher):
             raise ModelNotReady(f"model {self.name}/{self.version} is not serving")
@@ -141,7 +142,8 @@ class ModelRegistry:
         if isinstance(runtime, CaptionerRuntime):
             return CaptionBatcher(label, runtime, config, metrics)
         assert isinstance(runtime, ClassifierRuntime | SentimentRuntime)
-        return Batcher(label, runtime.infer_items, config, metrics)
+        run: Callable[[list[Any]], Iterable[Any]] = runtime.infer_items
+        return Batcher(label, run, config, metrics)
 
     def stop_loading(self) -> None:
         """Ask ``load_all`` to stop after the version it is loading."""

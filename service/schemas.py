@@ -33,12 +33,29 @@ class ImageClassification(BaseModel):
     predictions: list[Prediction]
 
 
+class ImageError(BaseModel):
+    """An image of a multi-image request that could not be answered (the others are): its error, in the
+    one error shape's content."""
+
+    filename: str | None = Field(examples=["broken.jpg"])
+    error: ErrorDetail = Field(
+        examples=[{"code": "invalid_image", "message": "broken.jpg: the file is not an image", "status": 400}]
+    )
+
+
+class TextError(BaseModel):
+    """A text of a multi-text request that could not be answered (the others are)."""
+
+    error: ErrorDetail = Field(examples=[{"code": "empty_text", "message": "text 1 is empty", "status": 422}])
+
+
 class ClassifyImageResponse(BaseModel):
-    """Answer of ``POST /v1/classify-image``, one result per image in upload order."""
+    """Answer of ``POST /v1/classify-image``, one result per image in upload order: its predictions, or
+    the error that kept it from being answered."""
 
     model: str = Field(examples=["pets-resnet18"])
     version: int = Field(examples=[1])
-    results: list[ImageClassification]
+    results: list[ImageClassification | ImageError]
 
 
 class SentimentRequest(BaseModel):
@@ -72,14 +89,20 @@ class SentimentResult(BaseModel):
     label: str = Field(examples=["positive"])
     probability: float = Field(examples=[0.97])
     probabilities: dict[str, float] = Field(examples=[{"negative": 0.03, "positive": 0.97}])
+    truncated: bool = Field(
+        examples=[False],
+        description="Whether the text was longer than the model reads (its manifest's max_length tokens): "
+        "then only its beginning was read.",
+    )
 
 
 class SentimentResponse(BaseModel):
-    """Answer of ``POST /v1/sentiment``, one result per text."""
+    """Answer of ``POST /v1/sentiment``, one result per text, in order: its sentiment, or the error that
+    kept it from being answered."""
 
     model: str = Field(examples=["sentiment-lstm"])
     version: int = Field(examples=[1])
-    results: list[SentimentResult]
+    results: list[SentimentResult | TextError]
 
 
 class Caption(BaseModel):
@@ -91,11 +114,12 @@ class Caption(BaseModel):
 
 
 class CaptionResponse(BaseModel):
-    """Answer of ``POST /v1/caption``, one result per image in upload order."""
+    """Answer of ``POST /v1/caption``, one result per image in upload order: its caption, or the error
+    that kept it from being answered."""
 
     model: str = Field(examples=["captioner"])
     version: int = Field(examples=[1])
-    results: list[Caption]
+    results: list[Caption | ImageError]
 
 
 class TensorInfo(BaseModel):

@@ -107,7 +107,13 @@ class Settings(BaseSettings):
         "always fits.",
     )
     max_batch_items: int = Field(32, ge=1, description="Most images or texts in one request (413 above it).")
-    max_text_chars: int = Field(5000, ge=1, description="Longest text in characters (422 above it).")
+    max_text_chars: int = Field(
+        100_000,
+        ge=1,
+        description="Longest text in characters (422 above it): a memory guard far above real documents. A "
+        "text longer than the model reads (its manifest's max_length tokens) is read up to that and "
+        "answered with truncated: true.",
+    )
     max_axis_size: int = Field(
         1024,
         ge=1,

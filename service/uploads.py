@@ -115,30 +115,29 @@ def _has_body(headers: dict[bytes, bytes], declared: str) -> bool:
     return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
 
 
-async def read_images(files: list[UploadFile], settings: Settings, spec: ImageSpec) -> list[np.ndarray]:
-    """Check count and media types, then decode and preprocess every upload for ``spec``: in worker
-    threads, in parallel (Pillow and numpy release the GIL), off the event loop."""
+async def read_images(
+    files: list[UploadFile], settings: Settings, spec: ImageSpec
+) -> list[np.ndarray | ServiceError]:
+    """Check the count (a fault of the whole request), then decode and preprocess every upload for
+    ``spec``: in worker threads, in parallel (Pillow and numpy release the GIL), off the event loop. Per
+    upload, in order, its pixels or the error that keeps it from being answered (an unsupported media
+    type, an image that is corrupt or too large)."""
     check_item_count(len(files), "images", settings.max_batch_items)
-    for upload in files:
+    names = [upload.filename or "upload" for upload in files]
+    contents = [await upload.read() for upload in files]
+
+    async def one(upload: UploadFile, name: str, data: bytes) -> np.ndarray | ServiceError:
         media_type = (upload.content_type or "").split(";")[0].strip().lower()
         if media_type not in IMAGE_MEDIA_TYPES | GENERIC_MEDIA_TYPES:
-            raise UnsupportedMediaType(
-                f"{upload.filename or 'upload'}: media type {media_type!r} is not supported; "
-                "send JPEG, PNG, WebP, BMP or GIF"
+            return UnsupportedMediaType(
+                f"{name}: media type {media_type!r} is not supported; send JPEG, PNG, WebP, BMP or GIF"
             )
-    contents = [await upload.read() for upload in files]
-    names = [upload.filename or "upload" for upload in files]
-    results = await asyncio.gather(
-        *(
-            run_in_threadpool(named_pixels, name, data, settings, spec)
-            for name, data in zip(names, contents, strict=True)
-        ),
-        return_exceptions=True,
-    )
-    for result in results:  # the first bad file in request order is the one reported
-        if isinstance(result, BaseException):
-            raise result
-    return [result for result in results if isinstance(result, np.ndarray)]
+        try:
+            return await run_in_threadpool(named_pixels, name, data, settings, spec)
+        except ServiceError as exc:
+            return exc
+
+    return list(await asyncio.gather(*map(one, files, names, contents)))
 
 
 def named_pixels(name: str, data: bytes, settings: Settings, spec: ImageSpec) -> np.ndarray:

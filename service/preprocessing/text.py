@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -15,6 +16,14 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
+class EncodedTexts(NamedTuple):
+    """A batch of texts as the graph takes them, and which of them were cut to fit."""
+
+    ids: np.ndarray  # [N, T], right-padded with pad_id
+    lengths: np.ndarray  # [N], each at least 1
+    truncated: list[bool]  # longer than max_length tokens: only the first max_length are read
+
+
 class TextEncoder:
     """Encodes a batch of texts as the manifest's ``text`` section says."""
 
@@ -22,21 +31,25 @@ class TextEncoder:
         self.tokenizer = tokenizer
         self.spec = spec
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Texts -> (ids [N, T] right-padded with ``pad_id``, true lengths [N], each at least 1)."""
-        return self.pad(self.tokenize(texts))
+    def encode(self, texts: list[str]) -> EncodedTexts:
+        """Texts -> ids right-padded to the longest, true lengths, and which texts were truncated."""
+        rows, truncated = self.tokenize(texts)
+        ids, lengths = self.pad(rows)
+        return EncodedTexts(ids, lengths, truncated)
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        """Texts -> ids per text, truncated to ``max_length``, at least one each."""
-        rows = []
+    def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
+        """Texts -> ids per text, truncated to ``max_length``, at least one each; and per text, whether
+        it had more tokens than that."""
+        rows, truncated = [], []
         if len(texts) == 1:  # encode_batch costs more for a single text
             encodings = [self.tokenizer.encode(texts[0])]
         else:
             encodings = self.tokenizer.encode_batch(texts)
         for encoding in encodings:
-            ids = encoding.ids[: self.spec.max_length]
-            rows.append(ids or [self.spec.unk_id])  # an all-unknown or empty text is still one token
-        return rows
+            ids = encoding.ids
+            truncated.append(len(ids) > self.spec.max_length)
+            rows.append(ids[: self.spec.max_length] or [self.spec.unk_id])  # all-unknown: still one token
+        return rows, truncated
 
     def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Ids per text -> (ids [N, T] right-padded with ``pad_id`` to the longest, lengths [N])."""

@@ -10,9 +10,16 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import CaptionerRuntime
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE
-from ..schemas import Caption, CaptionResponse
+from ..schemas import Caption, CaptionResponse, ImageError
 from ..uploads import read_images
-from .common import answer_unless_gone, check_range, error_responses, resolve_runtime
+from .common import (
+    answer_unless_gone,
+    answerable,
+    check_range,
+    error_responses,
+    in_slots,
+    resolve_runtime,
+)
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -37,17 +44,21 @@ async def caption(
 ) -> CaptionResponse:
     """Caption each uploaded image; returns the caption and its mean log-probability per token. Decoding
     is batched per step with the other requests in flight (service/step_batching.py); a request whose
-    client goes away leaves it at the next step."""
+    client goes away leaves it at the next step. An image that cannot be read gets its error in its own
+    slot, and the others are answered (200); when none can be, the request fails with the first one's
+    error."""
     check_range("beam_size", beam_size, 1, settings.max_beam_size)
     if max_length is not None:
         check_range("max_length", max_length, 1, settings.max_caption_length)
     entry, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
     length = max_length or runtime.default_max_length()
-    pixels = await read_images(files, settings, runtime.image_spec)
-    ticket = entry.caption_batcher().submit(np.stack(pixels), length, beam_size)
+    outcomes = await read_images(files, settings, runtime.image_spec)
+    ticket = entry.caption_batcher().submit(np.stack(answerable(outcomes)), length, beam_size)
     hypotheses = await answer_unless_gone(request.receive, ticket)
-    results = [
-        Caption(filename=upload.filename, caption=runtime.detokenize(h.tokens), score=h.score)
-        for upload, h in zip(files, hypotheses, strict=True)
-    ]
+    results = in_slots(
+        outcomes,
+        hypotheses,
+        lambda i, h: Caption(filename=files[i].filename, caption=runtime.detokenize(h.tokens), score=h.score),
+        lambda i, error: ImageError(filename=files[i].filename, error=error),
+    )
     return CaptionResponse(model=entry.name, version=entry.version, results=results)

@@ -10,9 +10,9 @@ from fastapi import APIRouter, File, Form, UploadFile
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import ClassifierRuntime
 from ..runtimes.base import rank
-from ..schemas import ClassifyImageResponse, ImageClassification, Prediction
+from ..schemas import ClassifyImageResponse, ImageClassification, ImageError, Prediction
 from ..uploads import read_images
-from .common import check_range, error_responses, resolve_runtime
+from .common import answerable, check_range, error_responses, in_slots, resolve_runtime
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -31,17 +31,20 @@ async def classify_image(
     model: Annotated[str | None, Form(description="Image classifier name, or name:version.")] = None,
     top_k: Annotated[int, Form(description="How many labels per image, most probable first.")] = 5,
 ) -> ClassifyImageResponse:
-    """Classify each uploaded image; returns its ``top_k`` labels with their probabilities."""
+    """Classify each uploaded image; returns its ``top_k`` labels with their probabilities. An image that
+    cannot be read gets its error in its own slot, and the others are answered (200); when none can be,
+    the request fails with the first one's error."""
     check_range("top_k", top_k, 1, settings.max_top_k)
     entry, runtime = resolve_runtime(registry, ClassifierRuntime, model, settings.default_image_classifier)
-    pixels = await read_images(files, settings, runtime.image_spec)
-    probabilities = await entry.item_batcher().infer(pixels)
-    ranked = rank(np.stack(probabilities), runtime.labels, top_k)
-    results = [
-        ImageClassification(
-            filename=upload.filename,
-            predictions=[Prediction(label=label, probability=p) for label, p in predictions],
-        )
-        for upload, predictions in zip(files, ranked, strict=True)
-    ]
+    outcomes = await read_images(files, settings, runtime.image_spec)
+    probabilities = await entry.item_batcher().infer(answerable(outcomes))
+    results = in_slots(
+        outcomes,
+        rank(np.stack(probabilities), runtime.labels, top_k),
+        lambda i, ranked: ImageClassification(
+            filename=files[i].filename,
+            predictions=[Prediction(label=label, probability=p) for label, p in ranked],
+        ),
+        lambda i, error: ImageError(filename=files[i].filename, error=error),
+    )
     return ClassifyImageResponse(model=entry.name, version=entry.version, results=results)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from starlette.types import Receive
@@ -11,10 +12,12 @@ from ..batching import Ticket
 from ..errors import ClientGone, InvalidInput, ServiceError
 from ..registry import ModelRegistry, ModelVersion
 from ..runtimes import Runtime
-from ..schemas import ErrorBody
+from ..schemas import ErrorBody, ErrorDetail
 
 R = TypeVar("R", bound=Runtime)
 U = TypeVar("U")
+A = TypeVar("A")
+R_ = TypeVar("R_")
 
 
 def resolve_runtime(
@@ -61,3 +64,32 @@ def check_range(name: str, value: int, low: int, high: int) -> None:
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses of a route, all in the one error shape."""
     return {status: {"model": ErrorBody} for status in statuses}
+
+
+def answerable(outcomes: Sequence[U | ServiceError]) -> list[U]:
+    """The items of a request that can be answered. A request none of whose items can be (a single bad
+    image, say) fails as a whole, with the error of its first item."""
+    items = [outcome for outcome in outcomes if not isinstance(outcome, ServiceError)]
+    if not items:
+        raise next(outcome for outcome in outcomes if isinstance(outcome, ServiceError))
+    return items
+
+
+def in_slots(
+    outcomes: Sequence[object],
+    answers: Iterable[A],
+    answered: Callable[[int, A], R_],
+    failed: Callable[[int, ErrorDetail], R_],
+) -> list[R_]:
+    """One result per item, in request order: ``answered(index, answer)`` with the next answer for an
+    item that was answered, ``failed(index, error)`` for one that could not be."""
+    pending = iter(answers)
+    return [
+        failed(i, error_detail(outcome)) if isinstance(outcome, ServiceError) else answered(i, next(pending))
+        for i, outcome in enumerate(outcomes)
+    ]
+
+
+def error_detail(error: ServiceError) -> ErrorDetail:
+    """The error of one item, as the one error shape's content."""
+    return ErrorDetail(code=error.code, message=error.message, status=error.status_code)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..deps import RegistryDep, SettingsDep
-from ..limits import check_texts
+from ..limits import text_outcomes
 from ..runtimes import SentimentRuntime
-from ..schemas import SentimentRequest, SentimentResponse, SentimentResult
-from .common import error_responses, resolve_runtime
+from ..runtimes.sentiment import TextScores
+from ..schemas import SentimentRequest, SentimentResponse, SentimentResult, TextError
+from .common import answerable, error_responses, in_slots, resolve_runtime
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -17,22 +18,27 @@ router = APIRouter(prefix="/v1", tags=["tasks"])
 async def sentiment(
     request: SentimentRequest, registry: RegistryDep, settings: SettingsDep
 ) -> SentimentResponse:
-    """The sentiment of each text: its label and probability, and every class's probability."""
-    texts = request.items()
-    check_texts(texts, settings)
+    """The sentiment of each text: its label and probability, and every class's probability. A text
+    longer than the model reads is read up to its window (``truncated``). A text that cannot be read
+    (blank, say) gets its error in its own slot, and the others are answered (200); when none can be,
+    the request fails with the first one's error."""
+    outcomes = text_outcomes(request.items(), settings)
+    texts = answerable(outcomes)
     entry, runtime = resolve_runtime(
         registry, SentimentRuntime, request.model, settings.default_sentiment_model
     )
     # tokenized in the batcher's thread, with the texts of the other requests of its batch
-    probabilities = await entry.item_batcher().infer(texts)
-    results = []
-    for row in probabilities:
-        best = int(row.argmax())
-        results.append(
-            SentimentResult(
-                label=runtime.labels[best],
-                probability=float(row[best]),
-                probabilities={label: float(p) for label, p in zip(runtime.labels, row, strict=True)},
-            )
+    scores: list[TextScores] = await entry.item_batcher().infer(texts)
+    labels = runtime.labels
+
+    def answered(_: int, score: TextScores) -> SentimentResult:
+        best = int(score.probabilities.argmax())
+        return SentimentResult(
+            label=labels[best],
+            probability=float(score.probabilities[best]),
+            probabilities={label: float(p) for label, p in zip(labels, score.probabilities, strict=True)},
+            truncated=score.truncated,
         )
+
+    results = in_slots(outcomes, scores, answered, lambda _, error: TextError(error=error))
     return SentimentResponse(model=entry.name, version=entry.version, results=results)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..manifest import TextSpec
 from ..preprocessing import TextEncoder, load_tokenizer
 from .base import Runtime, softmax
+
+
+@dataclass(frozen=True)
+class TextScores:
+    """One text's class probabilities, and whether it was cut to the model's window to be read."""
+
+    probabilities: np.ndarray
+    truncated: bool
 
 
 class SentimentRuntime(Runtime):
@@ -42,15 +51,18 @@ class SentimentRuntime(Runtime):
         (scores,) = self.run("model", feeds, [output])
         return softmax(scores) if self.manifest.output == "logits" else scores
 
-    def infer_items(self, texts: list[str]) -> np.ndarray:
-        """Texts from any number of requests -> probabilities, one row per text (what the batcher runs:
+    def infer_items(self, texts: list[str]) -> list[TextScores]:
+        """Texts from any number of requests -> one ``TextScores`` per text (what the batcher runs:
         tokenized together, in the batcher's thread rather than on the event loop, and padded to the
         longest; padding never changes a prediction)."""
-        return self.infer(*self.encoder.encode(texts))
+        encoded = self.encoder.encode(texts)
+        probabilities = self.infer(encoded.ids, encoded.lengths)
+        return [TextScores(row, cut) for row, cut in zip(probabilities, encoded.truncated, strict=True)]
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """Texts -> probabilities [N, classes]."""
-        return self.infer_items(texts)
+        encoded = self.encoder.encode(texts)
+        return self.infer(encoded.ids, encoded.lengths)
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Inference on a short text, then at each batch size on texts of the longest length."""

@@ -17,6 +17,7 @@ from ..runtimes import CaptionerRuntime, ClassifierRuntime, SentimentRuntime
 from ..runtimes.base import rank
 from ..runtimes.beam import Hypothesis
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE
+from ..runtimes.sentiment import TextScores
 from .base import Servable, Started, TensorMeta
 
 
@@ -39,6 +40,11 @@ def _ranked(ranked: list[list[tuple[str, float]]]) -> dict[str, np.ndarray]:
 def _ranked_rows(labels: list[str], rows: list[np.ndarray]) -> dict[str, np.ndarray]:
     """A batcher's probability rows -> ``labels`` and ``probabilities``, every class, most probable first."""
     return _ranked(rank(np.stack(rows), labels, len(labels)))
+
+
+def _ranked_scores(labels: list[str], rows: list[TextScores]) -> dict[str, np.ndarray]:
+    """A sentiment batcher's outputs -> ``labels`` and ``probabilities``, every class, most probable first."""
+    return _ranked_rows(labels, [row.probabilities for row in rows])
 
 
 def _ranked_outputs(manifest: Manifest) -> list[TensorMeta]:
@@ -101,7 +107,7 @@ class SentimentPipeline(Servable):
             except UnicodeDecodeError as exc:
                 raise BadRequest(f"text {i} is not UTF-8") from exc
         check_texts(texts, self.settings)
-        return Started(self.entry.item_batcher().submit(texts), partial(_ranked_rows, runtime.labels))
+        return Started(self.entry.item_batcher().submit(texts), partial(_ranked_scores, runtime.labels))
 
 
 class CaptioningPipeline(_ImagePipeline):

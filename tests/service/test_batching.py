@@ -67,16 +67,16 @@ def labels(runtime: ClassifierRuntime, rows: list[np.ndarray]) -> list[str]:
 
 
 @pytest.fixture
-def batchers() -> Iterator[list[Batcher[Any]]]:
+def batchers() -> Iterator[list[Batcher[Any, Any]]]:
     """Batchers a test makes; closed at its end."""
-    made: list[Batcher[Any]] = []
+    made: list[Batcher[Any, Any]] = []
     yield made
     for batcher in made:
         batcher.close()
 
 
 def test_concurrent_requests_share_one_run_and_each_gets_its_own_rows(
-    classifier: ClassifierRuntime, batchers: list[Batcher[Any]]
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any, Any]]
 ) -> None:
     sizes: list[int] = []
     config = BatchConfig(max_size=4, max_delay_s=30.0, queue_size=8)  # runs when 4 items are waiting
@@ -90,7 +90,7 @@ def test_concurrent_requests_share_one_run_and_each_gets_its_own_rows(
 
 
 def test_the_delay_bounds_the_wait_for_a_batch_to_fill(
-    classifier: ClassifierRuntime, batchers: list[Batcher[Any]]
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any, Any]]
 ) -> None:
     sizes: list[int] = []
     config = BatchConfig(max_size=32, max_delay_s=0.05, queue_size=8)
@@ -101,7 +101,7 @@ def test_the_delay_bounds_the_wait_for_a_batch_to_fill(
 
 
 def test_a_request_whose_items_fail_the_run_does_not_fail_its_batch_mates(
-    sentiment: SentimentRuntime, batchers: list[Batcher[Any]]
+    sentiment: SentimentRuntime, batchers: list[Batcher[Any, Any]]
 ) -> None:
     sizes: list[int] = []
     config = BatchConfig(max_size=3, max_delay_s=30.0, queue_size=8)
@@ -110,15 +110,15 @@ def test_a_request_whose_items_fail_the_run_does_not_fail_its_batch_mates(
     good = batcher.submit(["a great film"])
     bad = batcher.submit([None])  # not a text: the batch's tokenization fails
     other = batcher.submit(["awful"])
-    assert [sentiment.labels[int(r.argmax())] for r in good.result(timeout=30)] == ["positive"]
-    assert [sentiment.labels[int(r.argmax())] for r in other.result(timeout=30)] == ["negative"]
+    assert [sentiment.labels[int(r.probabilities.argmax())] for r in good.result(timeout=30)] == ["positive"]
+    assert [sentiment.labels[int(r.probabilities.argmax())] for r in other.result(timeout=30)] == ["negative"]
     with pytest.raises(TypeError, match="must be"):  # tokenizers: "TextInputSequence must be str"
         bad.result(timeout=30)
     assert sizes == [3, 1, 1, 1]  # the batch failed, then each request ran alone
 
 
 def test_a_full_queue_refuses_instead_of_growing(
-    classifier: ClassifierRuntime, batchers: list[Batcher[Any]]
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any, Any]]
 ) -> None:
     release = threading.Event()
 
@@ -217,7 +217,7 @@ def test_a_full_queue_answers_503_with_retry_after(repo: Path) -> None:
         assert metric(client, 'modelserve_queue_rejected_total{model="tiny-sentiment",version="1"}') == 2
         assert metric(client, 'modelserve_queue_depth{model="tiny-sentiment",version="1"}') == 2
     # leaving the client stops the batcher, which answers what it holds first
-    assert all(f.result(timeout=5)[0].argmax() == 1 for f in waiting)
+    assert all(f.result(timeout=5)[0].probabilities.argmax() == 1 for f in waiting)
 
 
 def test_a_cancelled_request_is_skipped_and_the_worker_keeps_serving() -> None:

@@ -87,8 +87,8 @@ def test_sentiment_padded_runs_give_the_unpadded_answers(tiny_repo: Path) -> Non
     padded, sizes = load(tiny_repo, "tiny-sentiment", "on")
     plain, _ = load(tiny_repo, "tiny-sentiment", "off")
     assert isinstance(padded, SentimentRuntime) and isinstance(plain, SentimentRuntime)
-    got = padded.infer_items(TEXTS)
-    want = plain.infer_items(TEXTS)
+    got = padded.predict(TEXTS)
+    want = plain.predict(TEXTS)
     assert sizes == [8]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 

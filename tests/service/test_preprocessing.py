@@ -94,9 +94,10 @@ def test_grey_invert_and_normalise() -> None:
 def test_text_encoder_truncates_pads_and_keeps_one_token() -> None:
     tokenizer = _word_level_tokenizer(["<pad>", "<unk>", "good", "film"])
     spec = TextSpec(tokenizer="t.json", max_length=3, pad_id=0, unk_id=1, input_ids="ids", lengths="lengths")
-    ids, lengths = TextEncoder(tokenizer, spec).encode(["Good film, good film!", "...", "what"])
+    ids, lengths, truncated = TextEncoder(tokenizer, spec).encode(["Good film, good film!", "...", "what"])
     assert ids.tolist() == [[2, 3, 2], [1, 0, 0], [1, 0, 0]]
     assert lengths.tolist() == [3, 1, 1]
+    assert truncated == [True, False, False]
 
 
 def test_large_jpegs_are_decoded_at_a_reduced_size_the_target_allows() -> None:

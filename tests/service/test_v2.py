@@ -351,7 +351,7 @@ def test_sentiment_graph_gives_v1_probabilities(
     texts = ["great great film", "bad", "the movie"]
     spec = manifest(repo, "tiny-sentiment")
     assert spec.text is not None and spec.labels is not None
-    ids, lengths = TextEncoder(
+    ids, lengths, _ = TextEncoder(
         load_tokenizer(repo / "tiny-sentiment" / "1" / "tokenizer.json"), spec.text
     ).encode(texts)
     out = infer(triton, "tiny-sentiment.model", {"input_ids": ids, "lengths": lengths}, ["logits"], binary)
