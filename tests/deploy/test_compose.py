@@ -120,3 +120,16 @@ def test_the_load_balancer_reaches_the_replicas() -> None:
     assert lb["ports"] == [f"8080:{listen}"]
     assert lb["depends_on"] == {"api-replica": {"condition": "service_healthy"}}
     assert re.match(r"nginx:\d+\.\d+\.\d+", lb["image"])  # `resolve` in upstream needs nginx >= 1.27.3
+
+
+def test_the_batch_jobs_read_inputs_and_models_and_write_predictions() -> None:
+    all_services = services()
+    for name, gpu in (("batch", True), ("batch-cpu", False)):
+        job = all_services[name]
+        assert job["entrypoint"] == ["python", "-m", "service.batch"]
+        assert job["build"]["target"] == "api"  # the serving image: the same runtimes, no torch
+        assert job["profiles"] == [name]
+        assert job["volumes"] == ["./models:/models:ro", "./data:/input:ro", "./predictions:/output"]
+        assert environment(job)["MODELSERVE_MODELS_DIR"] == "/models"
+        assert bool(gpu_devices(job)) is gpu
+        assert job["healthcheck"] == {"disable": True}
