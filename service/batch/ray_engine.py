@@ -51,8 +51,8 @@ def predictions(
     gpus = int(resources.get("GPU", 0))
     count = actors or gpus or max(1, int(resources.get("CPU", 1)))
     placement: dict[str, Any] = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes on each stage, not ours to show
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts the rows written
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     blocks = max(1, min(len(items) // ROWS_PER_BLOCK + 1, count * 8))
     dataset = ray.data.from_items([dataclasses.asdict(item) for item in items], override_num_blocks=blocks)
     predicted = dataset.map_batches(
@@ -60,7 +60,7 @@ def predictions(
         fn_constructor_kwargs={"job": job, "decode_threads": default_decode_threads()},
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=count,
+        compute=ray.data.ActorPoolStrategy(size=count),
         **placement,
     )
     try:
