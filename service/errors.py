@@ -31,7 +31,7 @@ class ServiceError(Exception):
 
     def headers(self) -> dict[str, str]:
         """HTTP headers the error response carries: ``Connection: close`` for the errors that close it,
-        ``Retry-After`` for ``QueueFull``."""
+        ``Retry-After`` for ``QueueFull``, ``WWW-Authenticate`` for ``Unauthorized``."""
         return {"Connection": "close"} if self.closes_connection else {}
 
 
@@ -47,6 +47,23 @@ class BadRequest(ServiceError):
 
     status_code = 400
     code = "bad_request"
+
+
+class Unauthorized(ServiceError):
+    """API keys are on (``api_keys_file``) and the request has no key, or a key that is not known."""
+
+    status_code = 401
+    code = "unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="modelserve"'}
+
+
+class Forbidden(ServiceError):
+    """The request's API key has a scope below the endpoint's (``inference`` asking for an admin one)."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class ModelNotFound(ServiceError):
@@ -155,7 +172,7 @@ class QueueFull(ServiceError):
 
 V2_PREFIX = "/v2"
 # Statuses the v2 protocol keeps; its other client errors are 400 ("typically 400", says the protocol).
-_V2_STATUSES = frozenset({404, 405, 408, 413, 499})
+_V2_STATUSES = frozenset({401, 403, 404, 405, 408, 413, 499})
 
 
 def is_v2_request(scope: Scope) -> bool:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __doc__ as package_doc
+from .auth import ApiKeys, KeyRing
 from .errors import UnexpectedErrors, install_error_handlers
 from .metrics import Metrics, RequestMetrics
 from .registry import ModelRegistry
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout_s=settings.request_body_timeout_s,
         drops_upgrade_bodies=settings.http_parser == "httptools",
     )
+    if settings.api_keys_file is not None:
+        app.add_middleware(ApiKeys, keys=KeyRing.read(settings.api_keys_file))
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)  # outermost: sees every answer
     routers = (
         classify.router,

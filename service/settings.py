@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -49,6 +49,23 @@ class Settings(BaseSettings):
     default_captioner: str = Field(
         "captioner", description="Default model of /v1/caption (same fallback rule)."
     )
+
+    api_keys_file: Path | None = Field(
+        None,
+        description="API keys: a file of lines '<inference|admin> <sha256 hex of a key>' (python -m "
+        "service.keys new makes them). Unset: no keys, every endpoint open (the loopback default). Set: "
+        "every endpoint but health needs a key (Authorization: Bearer, or X-API-Key); admin scope for "
+        "/metrics, /v1/models and the v2 repository operations.",
+    )
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_reads(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            from .auth import KeyRing  # reads and checks it: a bad file stops the start, with the line
+
+            KeyRing.read(path)
+        return path
 
     # --- execution providers
     providers: list[str] = Field(

@@ -74,9 +74,18 @@ def test_every_service_setting_is_a_field_of_settings() -> None:
 
 
 @pytest.mark.parametrize("name", API_SERVICES)
-def test_the_api_settings_are_valid(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_api_settings_are_valid(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     service = services()[name]
-    settings = settings_from(environment(service), monkeypatch)
+    env = environment(service)
+    # API keys are on, from the api-keys secret, which compose mounts at /run/secrets/<name>
+    assert service["secrets"] == ["api-keys"]
+    assert env["MODELSERVE_API_KEYS_FILE"] == "/run/secrets/api-keys"
+    assert yaml.safe_load(COMPOSE.read_text())["secrets"]["api-keys"] == {
+        "file": "${API_KEYS_FILE:-./api-keys}"
+    }
+    keys = tmp_path / "api-keys"
+    keys.write_text(f"admin {'0' * 64}\n")
+    settings = settings_from({**env, "MODELSERVE_API_KEYS_FILE": str(keys)}, monkeypatch)
     assert settings.require_gpu is bool(gpu_devices(service))  # a GPU service refuses to run on CPU
     # docker stops a container with SIGKILL after stop_grace_period: let the drain finish first
     assert seconds(service["stop_grace_period"]) > settings.shutdown_delay_s + settings.shutdown_timeout_s
