@@ -19,6 +19,7 @@ from .repository import VersionDir, discover, load_version, read_manifest
 from .runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, RuntimeLoadError, SentimentRuntime
 from .settings import Settings
 from .step_batching import CaptionBatcher
+from .versions import VersionPolicy, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class ModelState(StrEnum):
 
     LOADING = "loading"
     READY = "ready"
+    UNLOADED = "unloaded"  # not served: by the version policy, by request, or removed from the repository
     FAILED = "failed"
 
 
@@ -43,6 +45,8 @@ class ModelVersion:
     batcher: QueueWorker[Any, Any] | None = None
     load_time_s: float | None = None
     providers: dict[str, list[str]] = field(default_factory=dict)
+    # the files as they were when the version was last tried: one that failed is tried again once they change
+    files: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def task(self) -> str | None:
@@ -85,28 +89,127 @@ class ModelRegistry:
         self.requested_providers = requested_providers(settings)
         # requested providers that cannot be created in this process, and why: known once loading starts
         self.unavailable_providers: dict[str, str] = {}
-        enabled = set(settings.enabled_models)
-        self.versions = [
-            ModelVersion(v) for v in discover(settings.models_dir) if not enabled or v.name in enabled
-        ]
+        self.policy = VersionPolicy.parse(settings.version_policy)
+        # replaced whole, never changed in place: request threads read it while the repository changes
+        self.versions = [ModelVersion(v) for v in self._discover()]
         self.loading_done = False
         self.shutting_down = False
         self._stop = threading.Event()
+        self._changing = threading.RLock()  # one repository change at a time (start-up, poll, load, unload)
+        self._unloaded_by_request: set[str] = set()
+        self._retiring: list[Retirement] = []
+        self._poller: threading.Thread | None = None
+
+    def _discover(self) -> list[VersionDir]:
+        enabled = set(self.settings.enabled_models)
+        return [v for v in discover(self.settings.models_dir) if not enabled or v.name in enabled]
 
     def load_all(self) -> None:
-        """Load and warm up every version, one after the other (blocking)."""
+        """Load and warm up the versions the version policy serves, newest first (blocking); then, with
+        ``repository_poll_s``, watch the repository in a thread of its own."""
         self.unavailable_providers = unavailable_providers(self.settings)
-        for entry in self.versions:
-            if self._stop.is_set():
-                entry.state, entry.reason = ModelState.FAILED, "shut down before loading"
-                continue
-            self._load(entry)
+        with self._changing:
+            for name in sorted({v.name for v in self.versions}):
+                self._apply_policy(name, self.versions)
         self.loading_done = True
         logger.info(
             "loading finished: %d of %d versions ready", len(self.ready_versions()), len(self.versions)
         )
+        if self.settings.repository_poll_s > 0 and not self._stop.is_set():
+            self._poller = threading.Thread(target=self._poll, name="repository-poll", daemon=True)
+            self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.repository_poll_s):
+            try:
+                self.sync()
+            except Exception:  # a repository that cannot be read now may be readable at the next poll
+                logger.exception("scanning the model repository %s failed", self.settings.models_dir)
+
+    def sync(self) -> None:
+        """Bring what is served in line with the repository on disk: new versions are loaded and warmed,
+        and only then served; versions whose files changed since they failed are tried again; versions
+        removed from disk, or beyond the version policy, are retired once what replaces them serves."""
+        with self._changing:
+            found = {(v.name, v.version): v for v in self._discover()}
+            known = {(e.name, e.version) for e in self.versions}
+            gone = [e for e in self.versions if (e.name, e.version) not in found]
+            for entry in self.versions:
+                if entry.state is ModelState.FAILED and fingerprint(entry.source.path) != entry.files:
+                    entry.state, entry.reason = ModelState.LOADING, None
+            added = [ModelVersion(source) for key, source in found.items() if key not in known]
+            if added:
+                self.versions = sorted([*self.versions, *added], key=lambda v: (v.name, v.version))
+            remaining = [e for e in self.versions if e not in gone]
+            for name in sorted({e.name for e in self.versions}):
+                self._apply_policy(name, remaining)
+            for entry in gone:
+                self._retire(entry, "removed from the repository")
+            if gone:
+                self.versions = [e for e in self.versions if e not in gone]
+
+    def load(self, name: str) -> None:
+        """The repository extension's load: serve ``name`` again (after ``unload``) and pick up what
+        changed on disk. ``ModelNotFound`` when it has no version; ``ModelNotReady`` when none loads."""
+        with self._changing:
+            self._unloaded_by_request.discard(name)
+            self.sync()
+            entries = [v for v in self.versions if v.name == name]
+            if not entries:
+                raise ModelNotFound(f"no model '{name}' in the repository")
+            if not any(v.state is ModelState.READY for v in entries):
+                reasons = sorted({v.reason or v.state.value for v in entries})
+                raise ModelNotReady(f"no version of '{name}' loads: {'; '.join(reasons)}")
+
+    def unload(self, name: str) -> None:
+        """The repository extension's unload: stop serving every version of ``name`` (each drained and
+        released as a retired version is) until ``load`` asks for it again."""
+        with self._changing:
+            entries = [v for v in self.versions if v.name == name]
+            if not entries:
+                raise ModelNotFound(f"no model '{name}' in the repository")
+            self._unloaded_by_request.add(name)
+            self._apply_policy(name, self.versions)
+
+    def _apply_policy(self, name: str, candidates: list[ModelVersion]) -> None:
+        """Load, keep or retire the versions of ``name`` among ``candidates`` as the version policy says,
+        newest first: a version is loaded and warmed before an older one is retired for it."""
+        served = 0
+        for entry in sorted((v for v in candidates if v.name == name), key=lambda v: -v.version):
+            if name in self._unloaded_by_request:
+                wanted, why = False, "unloaded by request"
+            else:
+                wanted = self.policy.admits(entry.version) and not self.policy.enough(served)
+                why = f"not served under the version policy {self.policy}"
+            if wanted:
+                if entry.state in (ModelState.LOADING, ModelState.UNLOADED):
+                    self._load(entry)
+                served += entry.state is ModelState.READY
+            elif entry.state is ModelState.READY:
+                self._retire(entry, why)
+            elif entry.state is ModelState.LOADING:
+                entry.state, entry.reason = ModelState.UNLOADED, why
+
+    def _retire(self, entry: ModelVersion, reason: str) -> None:
+        """Stop serving a version: new requests no longer reach it at once; its batcher and sessions are
+        kept ``retire_grace_s`` for the requests that resolved it just before, then drained and released."""
+        if entry.state is not ModelState.READY:
+            entry.state, entry.reason = ModelState.UNLOADED, reason
+            return
+        entry.state, entry.reason = ModelState.UNLOADED, reason
+        retirement = Retirement(entry, entry.batcher, entry.runtime)
+        retirement.timer = threading.Timer(self.settings.retire_grace_s, retirement.release)
+        retirement.timer.daemon = True
+        self._retiring = [r for r in self._retiring if not r.released] + [retirement]
+        retirement.timer.start()
+        logger.info("model %s/%d retired (%s)", entry.name, entry.version, reason)
 
     def _load(self, entry: ModelVersion) -> None:
+        if self._stop.is_set():
+            entry.state, entry.reason = ModelState.FAILED, "shut down before loading"
+            return
+        entry.state, entry.reason = ModelState.LOADING, None
+        entry.files = fingerprint(entry.source.path)
         started = time.perf_counter()
         try:
             entry.manifest = read_manifest(entry.source)
@@ -165,7 +268,11 @@ class ModelRegistry:
 
     def resolve(self, task: str, model: str | None, default: str) -> ModelVersion:
         """The version that serves a request: ``model`` is ``name`` or ``name:version``; without it, the
-        ``default`` name, else the first ready model of the task by name."""
+        ``default`` name when the repository has it (ready or not: a default that failed, or was unloaded,
+        says so with 503, never answers through another model), else the first ready model of the task by
+        name."""
+        if model is None and any(v.name == default for v in self.versions):
+            model = default
         if model is None:
             names = sorted({v.name for v in self.ready_versions() if v.task == task})
             if not names:
@@ -212,7 +319,13 @@ class ModelRegistry:
         return reasons
 
     def close(self) -> None:
-        """Stop every batcher once the requests it holds are answered, then release every runtime."""
+        """Stop watching the repository; stop every batcher once the requests it holds are answered, then
+        release every runtime (those of retired versions too)."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join()
+        for retirement in self._retiring:
+            retirement.release()
         for entry in self.versions:
             if entry.batcher is not None:
                 entry.batcher.close()
@@ -220,3 +333,29 @@ class ModelRegistry:
             if entry.runtime is not None:
                 entry.runtime.close()
                 entry.runtime = None
+
+
+@dataclass
+class Retirement:
+    """A retired version's batcher and runtime, released once (by its timer, or at shutdown)."""
+
+    entry: ModelVersion
+    batcher: QueueWorker[Any, Any] | None
+    runtime: Runtime | None
+    timer: threading.Timer | None = None
+    released: bool = False
+
+    def release(self) -> None:
+        """Drain the batcher (it answers what it holds), then release the sessions; the version is
+        cleared only if it was not loaded again meanwhile."""
+        if self.released:
+            return
+        self.released = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.batcher is not None:
+            self.batcher.close()
+        if self.runtime is not None:
+            self.runtime.close()
+        if self.entry.batcher is self.batcher and self.entry.state is not ModelState.READY:
+            self.entry.batcher, self.entry.runtime = None, None

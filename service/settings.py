@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .versions import POLICY_PATTERN
+
 DEFAULT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
@@ -37,6 +39,27 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Model names to load; empty means every model found in models_dir. An enabled name with "
         "no loadable version keeps the service unready.",
+    )
+    version_policy: str = Field(
+        "all",
+        pattern=POLICY_PATTERN,
+        description="Which versions of each model are loaded and served: 'all'; 'latest:N', the N highest "
+        "that load (a newer version that fails never displaces a working one; older ones are retired once "
+        "a newer one serves); 'specific:1,3'. Without a version in the request, the highest served one "
+        "answers.",
+    )
+    repository_poll_s: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds between scans of models_dir for new, changed and removed versions, which are "
+        "then loaded and warmed before they serve, or retired; 0: the repository is read at start only "
+        "(POST /v2/repository/models/<name>/load still rescans).",
+    )
+    retire_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="A retired version keeps answering the requests that reached it before it was retired "
+        "for this long; then its queue is drained and its sessions released.",
     )
     default_image_classifier: str = Field(
         "pets-resnet18",

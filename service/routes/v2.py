@@ -5,6 +5,7 @@ service/v2/catalogue.py, over the same registry and runtimes as /v1; errors are 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -109,10 +110,21 @@ async def index(request: Request, registry: RegistryDep) -> list[IndexEntry]:
 
 
 @router.post("/repository/models/{name}/load", responses=_ERRORS)
+async def load(name: str, registry: RegistryDep) -> Response:
+    """Serve the model again after an unload, rescanning the repository: its versions are loaded and
+    warmed as the version policy says; 200 once one serves, 400 with the reasons when none loads."""
+    try:
+        await asyncio.to_thread(registry.load, name)
+    except ModelNotReady as exc:
+        raise BadRequest(exc.message) from exc
+    return Response(status_code=200)
+
+
 @router.post("/repository/models/{name}/unload", responses=_ERRORS)
-async def load_or_unload(name: str) -> None:
-    """Refused: the repository is loaded at start-up, models are not loaded or unloaded at run time."""
-    raise BadRequest(f"cannot load or unload '{name}': the model repository is loaded at start-up only")
+async def unload(name: str, registry: RegistryDep) -> Response:
+    """Stop serving every version of the model (requests in flight are answered first) until a load."""
+    await asyncio.to_thread(registry.unload, name)
+    return Response(status_code=200)
 
 
 def _metadata(servable: Servable, registry: ModelRegistry) -> ModelMetadata:

@@ -100,9 +100,10 @@ class Servable(ABC):
         return self.entry.state is ModelState.READY and self.entry.runtime is not None
 
     def runtime(self) -> Runtime:
-        """The version's runtime; 503 while it is not ready."""
+        """The version's runtime; 503 while it is not ready. A version retired a moment ago keeps its
+        runtime for ``retire_grace_s``: a request that resolved it just before is still answered."""
         runtime = self.entry.runtime
-        if self.entry.state is not ModelState.READY or runtime is None:
+        if self.entry.state not in (ModelState.READY, ModelState.UNLOADED) or runtime is None:
             reason = self.entry.reason or "loading"
             raise ModelNotReady(f"model '{self.name}' version {self.version} is not ready: {reason}")
         return runtime

@@ -12,7 +12,12 @@ from .graphs import GraphModel
 from .pipelines import PIPELINES
 
 GRAPH_SEPARATOR = "."  # model names never hold one (models/README.md), so `<name>.<graph>` is unambiguous
-_STATES = {ModelState.LOADING: "LOADING", ModelState.READY: "READY", ModelState.FAILED: "UNAVAILABLE"}
+_STATES = {
+    ModelState.LOADING: "LOADING",
+    ModelState.READY: "READY",
+    ModelState.FAILED: "UNAVAILABLE",
+    ModelState.UNLOADED: "UNAVAILABLE",
+}
 
 
 def model_names(manifest: Manifest) -> list[str]:
