@@ -142,3 +142,14 @@ def test_the_batch_jobs_read_inputs_and_models_and_write_predictions() -> None:
         assert environment(job)["MODELSERVE_MODELS_DIR"] == "/models"
         assert bool(gpu_devices(job)) is gpu
         assert job["healthcheck"] == {"disable": True}
+
+
+def test_every_setting_is_reachable_from_dotenv() -> None:
+    """.env.example names every setting, and the services that run the service read .env."""
+    example = (ROOT / ".env.example").read_text()
+    named = set(re.findall(r"^# (MODELSERVE_[A-Z0-9_]+)=", example, flags=re.MULTILINE))
+    assert named == {PREFIX + name.upper() for name in Settings.model_fields}
+    assert unknown_settings(named) == []
+    for name, service in services().items():
+        if not name.startswith(("lb", "train")):
+            assert service["env_file"] == [{"path": ".env", "required": False}], name
