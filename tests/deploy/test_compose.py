@@ -153,3 +153,24 @@ def test_every_setting_is_reachable_from_dotenv() -> None:
     for name, service in services().items():
         if not name.startswith(("lb", "train")):
             assert service["env_file"] == [{"path": ".env", "required": False}], name
+
+
+def test_the_multi_gpu_override_pins_one_gpu_per_replica() -> None:
+    """docker/compose.multi-gpu.yml: a service per GPU, each pinned to its own device, all reachable under
+    the alias the load balancer resolves, and the load balancer waiting for each."""
+
+    class ComposeLoader(yaml.SafeLoader):
+        pass
+
+    ComposeLoader.add_constructor("!override", lambda loader, node: loader.construct_mapping(node, deep=True))
+    override = yaml.load((ROOT / "docker/compose.multi-gpu.yml").read_text(), Loader=ComposeLoader)
+    replicas = {name: s for name, s in override["services"].items() if name.startswith("api-gpu")}
+    devices = [
+        s["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] for s in replicas.values()
+    ]
+    assert devices == [[str(i)] for i in range(len(replicas))] and len(replicas) >= 2
+    for service in replicas.values():
+        assert service["extends"] == {"file": "../docker-compose.yml", "service": "api-replica"}
+        assert service["networks"]["default"]["aliases"] == ["api-replica"]
+    assert set(override["services"]["lb"]["depends_on"]) == set(replicas)
+    assert "api-replica" in (ROOT / "docker/nginx.conf").read_text()
