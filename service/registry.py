@@ -297,7 +297,8 @@ class ModelRegistry:
         """Why the service is not ready; empty when it is. Ready means: loading has finished, every
         enabled model has a ready version (enabled: ``enabled_models``, or every model found if that is
         empty, in which case a model none of whose versions loads is skipped), and, when ``require_gpu``
-        is set, no ready version runs on CPU only; and the server is not shutting down."""
+        is set, no ready version runs on CPU only; every default model the repository holds serves; and the
+        server is not shutting down."""
         if self.shutting_down:
             return ["shutting down"]
         if not self.loading_done:
@@ -307,6 +308,16 @@ class ModelRegistry:
             for name in sorted(self.settings.enabled_models)
             if self.serving(name) is None
         ]
+        settings = self.settings
+        for default in (
+            settings.default_image_classifier,
+            settings.default_sentiment_model,
+            settings.default_captioner,
+        ):
+            entries = [v for v in self.versions if v.name == default]
+            if entries and self.serving(default) is None:  # it would answer 503, not another model
+                why = sorted({v.reason or v.state.value for v in entries})
+                reasons.append(f"default model {default!r} has no version that serves: {'; '.join(why)}")
         if self.settings.require_gpu:
             on_cpu = [
                 f"model {v.name}/{v.version} runs on {v.actual_providers()}, and require_gpu is set"

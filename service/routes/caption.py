@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import CaptionerRuntime
@@ -18,6 +18,7 @@ from .common import (
     check_range,
     error_responses,
     in_slots,
+    requested_model,
     resolve_runtime,
 )
 
@@ -35,6 +36,9 @@ async def caption(
         list[UploadFile], File(description="One or several images (JPEG, PNG, WebP, BMP, GIF).")
     ],
     model: Annotated[str | None, Form(description="Captioner name, or name:version.")] = None,
+    model_in_query: Annotated[
+        str | None, Query(alias="model", description="The model, in the query string instead of the form.")
+    ] = None,
     max_length: Annotated[
         int | None, Form(description="Most tokens per caption; default: the model's manifest.")
     ] = None,
@@ -50,7 +54,9 @@ async def caption(
     check_range("beam_size", beam_size, 1, settings.max_beam_size)
     if max_length is not None:
         check_range("max_length", max_length, 1, settings.max_caption_length)
-    entry, runtime = resolve_runtime(registry, CaptionerRuntime, model, settings.default_captioner)
+    entry, runtime = resolve_runtime(
+        registry, CaptionerRuntime, requested_model(model, model_in_query), settings.default_captioner
+    )
     length = max_length or runtime.default_max_length()
     outcomes = await read_images(files, settings, runtime.image_spec)
     ticket = entry.caption_batcher().submit(np.stack(answerable(outcomes)), length, beam_size)

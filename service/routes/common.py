@@ -93,3 +93,11 @@ def in_slots(
 def error_detail(error: ServiceError) -> ErrorDetail:
     """The error of one item, as the one error shape's content."""
     return ErrorDetail(code=error.code, message=error.message, status=error.status_code)
+
+
+def requested_model(given: str | None, in_query: str | None) -> str | None:
+    """The model a request names, in its body or form, or in the query string (``?model=``); naming two
+    different ones is a 422, and neither is ever ignored."""
+    if given is not None and in_query is not None and given != in_query:
+        raise InvalidInput(f"the request names two models: {given!r} and, in the query string, {in_query!r}")
+    return given if given is not None else in_query

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from ..deps import RegistryDep, SettingsDep
 from ..limits import text_outcomes
 from ..runtimes import SentimentRuntime
 from ..runtimes.sentiment import TextScores
 from ..schemas import SentimentRequest, SentimentResponse, SentimentResult, TextError
-from .common import answerable, error_responses, in_slots, resolve_runtime
+from .common import answerable, error_responses, in_slots, requested_model, resolve_runtime
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=error_responses(404, 413, 422, 503))
 async def sentiment(
-    request: SentimentRequest, registry: RegistryDep, settings: SettingsDep
+    request: SentimentRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    model_in_query: Annotated[
+        str | None, Query(alias="model", description="The model, in the query string instead of the body.")
+    ] = None,
 ) -> SentimentResponse:
     """The sentiment of each text: its label and probability, and every class's probability. A text
     longer than the model reads is read up to its window (``truncated``). A text that cannot be read
@@ -25,7 +32,10 @@ async def sentiment(
     outcomes = text_outcomes(request.items(), settings)
     texts = answerable(outcomes)
     entry, runtime = resolve_runtime(
-        registry, SentimentRuntime, request.model, settings.default_sentiment_model
+        registry,
+        SentimentRuntime,
+        requested_model(request.model, model_in_query),
+        settings.default_sentiment_model,
     )
     # tokenized in the batcher's thread, with the texts of the other requests of its batch
     scores: list[TextScores] = await entry.item_batcher().infer(texts)

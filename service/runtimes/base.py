@@ -48,6 +48,7 @@ class Runtime(ABC):
             padding = self.settings.batch_padding
             if padding == "on" or (padding == "auto" and uses_gpu(session.get_providers())):
                 self.sized_sessions[key] = {}
+        _check_labels(self.manifest, self.sessions)
 
     @abstractmethod
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
@@ -125,6 +126,20 @@ def _check_tensors(graph: GraphSpec, session: ort.InferenceSession) -> None:
     if missing:
         raise RuntimeLoadError(
             f"{graph.file}: tensors in the manifest but not in the graph: {', '.join(missing)}"
+        )
+
+
+def _check_labels(manifest: Manifest, sessions: dict[str, ort.InferenceSession]) -> None:
+    """A classifier's labels name its graph's classes: as many labels as the first output has classes
+    (when the graph fixes that number), or every request would fail."""
+    if manifest.labels is None or "model" not in sessions:
+        return
+    output = sessions["model"].get_outputs()[0]
+    classes = output.shape[-1] if output.shape else None
+    if isinstance(classes, int) and classes != len(manifest.labels):
+        raise RuntimeLoadError(
+            f"the graph's output {output.name} has {classes} classes and the manifest {len(manifest.labels)} "
+            "labels"
         )
 
 

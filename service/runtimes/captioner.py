@@ -10,7 +10,7 @@ from PIL import Image
 
 from ..manifest import CaptionSpec, ImageSpec
 from ..preprocessing import image_batch, load_tokenizer
-from .base import Runtime
+from .base import Runtime, RuntimeLoadError
 from .beam import BeamSearch, Hypothesis
 
 DEFAULT_BEAM_SIZE = 3  # when a request does not say
@@ -42,6 +42,15 @@ class CaptionerRuntime(Runtime):
         """Load both graphs and the tokenizer."""
         super().load()
         self.tokenizer = load_tokenizer(self.directory / self.spec.tokenizer)
+        log_probs = next(
+            t for t in self.sessions["decoder"].get_outputs() if t.name == self.spec.decoder.log_probs
+        )
+        words = log_probs.shape[-1] if log_probs.shape else None
+        if isinstance(words, int) and words != self.tokenizer.get_vocab_size():
+            raise RuntimeLoadError(
+                f"the decoder's {log_probs.name} scores {words} tokens and the tokenizer has "
+                f"{self.tokenizer.get_vocab_size()}"
+            )
 
     @property
     def spec(self) -> CaptionSpec:

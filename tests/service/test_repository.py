@@ -61,6 +61,8 @@ def test_each_kind_of_broken_version_has_its_reason(repo: Path) -> None:
     rewrite_manifest(wrong_name, name="other-name")
     no_labels = make_classifier(repo, name="no-labels")
     rewrite_manifest(no_labels, labels=None)
+    four_labels = make_classifier(repo, name="four-labels")
+    rewrite_manifest(four_labels, labels=["red", "green", "blue", "grey"])
     bad_onnx = make_classifier(repo, name="bad-onnx")
     (bad_onnx / "model.onnx").write_bytes(b"not an onnx graph")
     rewrite_manifest(
@@ -80,6 +82,7 @@ def test_each_kind_of_broken_version_has_its_reason(repo: Path) -> None:
         reasons["no-labels"] == "invalid manifest.json: Value error, task image-classification needs labels"
     )
     assert reasons["bad-onnx"].startswith("model.onnx: onnxruntime cannot load it")
+    assert reasons["four-labels"] == "the graph's output logits has 3 classes and the manifest 4 labels"
     assert reasons["tiny-classifier"] is None
 
 
@@ -164,3 +167,39 @@ def test_a_caption_projection_must_be_named_on_both_sides(per_image_repo: Path) 
     del manifest["caption"]["encoder"]["projected"]  # the decoder would wait for a tensor nobody makes
     with pytest.raises(ValueError, match="`projected` both or neither"):
         Manifest.model_validate(manifest)
+
+
+def test_a_default_model_that_fails_answers_503_and_holds_readiness_back(repo: Path) -> None:
+    (repo / "tiny-classifier" / "1" / "model.onnx").write_bytes(b"broken")
+    make_classifier(repo, name="other-classifier", labels=["r", "g", "b"])
+    with running_client(repo, default_image_classifier="tiny-classifier") as client:
+        response = client.post("/v1/classify-image", files=[upload(image_bytes())])
+        assert response.status_code == 503  # never the other classifier's digits for cat photos
+        assert response.json()["error"]["message"] == (
+            "model 'tiny-classifier' is not ready: model.onnx does not match its sha256 in manifest.json"
+        )
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["reasons"] == [
+            "default model 'tiny-classifier' has no version that serves: model.onnx does not match its "
+            "sha256 in manifest.json"
+        ]
+
+
+def test_a_model_in_the_query_string_is_honoured_or_refused(repo: Path) -> None:
+    make_classifier(repo, name="other-classifier", labels=["r", "g", "b"])
+    with running_client(repo, default_image_classifier="tiny-classifier") as client:
+        files = [upload(image_bytes())]
+        answer = client.post("/v1/classify-image?model=other-classifier", files=files).json()
+        assert answer["model"] == "other-classifier"
+        both = client.post(
+            "/v1/classify-image?model=other-classifier", files=files, data={"model": "tiny-classifier"}
+        )
+        assert both.status_code == 422
+        assert both.json()["error"]["message"] == (
+            "the request names two models: 'tiny-classifier' and, in the query string, 'other-classifier'"
+        )
+        unknown = client.post("/v1/sentiment?model=nope", json={"text": "good"})
+        assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "model_not_found")
+        caption = client.post("/v1/caption?model=tiny-captioner", files=files)
+        assert caption.json()["model"] == "tiny-captioner"
