@@ -485,8 +485,8 @@ def test_the_placeholder_secrets_grant_nothing() -> None:
 
 
 def test_an_overlay_of_your_own_replaces_the_placeholders(tmp_path: Path) -> None:
-    """README.md's way (Deploy on Kubernetes) to put real keys in: a secretGenerator with behavior: replace keeps the
-    names that the Deployment and the ServiceMonitor use."""
+    """The README's way (Deploy on Kubernetes) to put real keys in: a secretGenerator with behavior:
+    replace keeps the names that the Deployment and the ServiceMonitor use."""
     (tmp_path / "api-keys").write_text(f"admin {'a' * 64}\n")
     (tmp_path / "metrics-token").write_text("a-real-admin-key")
     base = os.path.relpath(K8S / "overlays" / "gpu", tmp_path)
