@@ -243,7 +243,10 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     error.code = _HTTP_CODES.get(
         exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error"
     )
-    return error_response(error, request.scope)
+    response = error_response(error, request.scope)
+    if exc.headers:  # a 405's Allow, which the protocol requires
+        response.headers.update(exc.headers)
+    return response
 
 
 def _internal_error(exc: Exception) -> ServiceError:

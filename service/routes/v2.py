@@ -43,13 +43,13 @@ async def server_metadata(request: Request) -> ServerMetadata:
     return ServerMetadata(name=request.app.title, version=request.app.version, extensions=EXTENSIONS)
 
 
-@router.get("/health/live", responses=_HEALTH)
+@router.get("/health/live", responses=_HEALTH, response_class=Response)
 async def server_live() -> Response:
     """200 while the process answers."""
     return Response(status_code=200)
 
 
-@router.get("/health/ready", responses=_HEALTH)
+@router.get("/health/ready", responses=_HEALTH, response_class=Response)
 async def server_ready(registry: RegistryDep) -> Response:
     """200 when the service is ready (as ``/health/ready``), else 400."""
     return Response(status_code=400 if registry.readiness() else 200)

@@ -246,6 +246,7 @@ def test_caption_bounds(client: TestClient, data: dict[str, str], message: str) 
 def test_unknown_route_and_method(client: TestClient) -> None:
     assert client.get("/v1/nope").json() == error("not_found", "Not Found", 404)
     assert client.get("/v1/sentiment").json() == error("method_not_allowed", "Method Not Allowed", 405)
+    assert client.get("/v1/sentiment").headers["allow"] == "POST"
 
 
 def test_still_serving_after_bad_inputs(client: TestClient) -> None:
