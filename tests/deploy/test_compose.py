@@ -128,10 +128,10 @@ def test_the_load_balancer_reaches_the_replicas() -> None:
     (listen,) = re.findall(r"^\s*listen\s+(\d+);", conf, flags=re.MULTILINE)
     assert lb["ports"] == [f"8080:{listen}"]
     assert lb["depends_on"] == {"api-replica": {"condition": "service_healthy"}}
-    assert re.match(r"nginx:\d+\.\d+\.\d+", lb["image"])
+    assert re.match(r"nginx:\d+\.\d+\.\d+", lb["image"])  # `resolve` in upstream needs nginx >= 1.27.3
     (body_limit,) = re.findall(r"^\s*client_max_body_size\s+(\d+)m;", conf, flags=re.MULTILINE)
     # bounded (0 would buffer any body to disk), and above what the service itself refuses with its error
-    assert Settings.model_fields["max_upload_bytes"].default < int(body_limit) * 2**20 <= 2**25  # `resolve` in upstream needs nginx >= 1.27.3
+    assert Settings.model_fields["max_upload_bytes"].default < int(body_limit) * 2**20 <= 2**25
 
 
 def test_the_batch_jobs_read_inputs_and_models_and_write_predictions() -> None:
