@@ -28,15 +28,17 @@ ROWS_PER_BLOCK = 256  # input items per Ray block: small enough to spread over t
 class ModelActor:
     """A model version loaded once per actor; answers batches of items with their rows."""
 
-    def __init__(self, job: Job, decode_threads: int) -> None:
+    def __init__(self, job: Job, decode_threads: int, batch_size: int) -> None:
         self.task = job.load()
+        self.batch_size = batch_size
         self.schema = job.task.schema()
         self.pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="batch-decode")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         items = [Item(**row) for row in batch.to_pylist()]
         outcomes = list(self.pool.map(lambda item: prepare(self.task, item), items))
-        return pa.Table.from_pylist(self.task.rows(items, outcomes), schema=self.schema)
+        rows = self.task.rows(items, outcomes, self.batch_size)
+        return pa.Table.from_pylist(rows, schema=self.schema)
 
 
 def predictions(
@@ -57,8 +59,12 @@ def predictions(
     dataset = ray.data.from_items([dataclasses.asdict(item) for item in items], override_num_blocks=blocks)
     predicted = dataset.map_batches(
         ModelActor,
-        fn_constructor_kwargs={"job": job, "decode_threads": default_decode_threads()},
-        batch_size=batch_size,
+        fn_constructor_kwargs={
+            "job": job,
+            "decode_threads": default_decode_threads(),
+            "batch_size": batch_size,
+        },
+        batch_size=batch_size * job.task.window_batches,  # a window: the actor batches it by cost
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=count),
         **placement,

@@ -57,6 +57,8 @@ class BatchTask(ABC):
 
     inputs: ClassVar[str]  # "images" or "texts"
     fields: ClassVar[list[pa.Field]]  # the prediction's columns, null on an error row
+    # batches per window: the items of a window are grouped by cost (sort_key) before they are batched
+    window_batches: ClassVar[int] = 1
 
     def __init__(self, runtime: Runtime, settings: Settings, options: Options) -> None:
         self.runtime = runtime
@@ -77,14 +79,24 @@ class BatchTask(ABC):
     def predict(self, prepared: list[Any]) -> list[Row]:
         """Prepared items -> their prediction columns, in order."""
 
-    def rows(self, items: list[Item], outcomes: list[Any]) -> list[Row]:
-        """One output row per item: its prediction, or its error. A batch whose inference fails is run
-        again item by item, so that only the item that fails it is an error row."""
-        good = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, ServiceError)]
+    def sort_key(self, prepared: Any) -> int:
+        """An item's cost, by which the items of a window are grouped into batches (alike in cost, less
+        padding); 0 for items that all cost the same."""
+        return 0
+
+    def rows(self, items: list[Item], outcomes: list[Any], batch_size: int) -> list[Row]:
+        """One output row per item, in the order of ``items``: its prediction, or its error. The items
+        that can be answered are predicted ``batch_size`` at a time, grouped by ``sort_key``; a batch whose
+        inference fails is run again item by item, so that only the item that fails it is an error row."""
+        good = sorted(
+            (i for i, outcome in enumerate(outcomes) if not isinstance(outcome, ServiceError)),
+            key=lambda i: self.sort_key(outcomes[i]),
+        )
         predicted: dict[int, Row | ServiceError] = {}
-        if good:
-            for index, answer in zip(good, self._predict_or_split([outcomes[i] for i in good]), strict=True):
-                predicted[index] = answer
+        for start in range(0, len(good), batch_size):
+            batch = good[start : start + batch_size]
+            answers = self._predict_or_split([outcomes[i] for i in batch])
+            predicted.update(zip(batch, answers, strict=True))
         name, version = self.runtime.manifest.name, self.runtime.manifest.version
         empty = dict.fromkeys(field.name for field in self.fields)
         rows = []
@@ -161,6 +173,12 @@ class SentimentTask(BatchTask):
         pa.field("probability", pa.float64()),
         pa.field("truncated", pa.bool_()),
     ]
+
+    # texts are small and vary in length: a window of 32 batches sorted by length pads ~1.4x less (IMDB)
+    window_batches = 32
+
+    def sort_key(self, prepared: str) -> int:
+        return len(prepared)  # characters, for tokens: the graph runs to the longest text of its batch
 
     def prepare(self, item: Item) -> str:
         if item.text is None:
