@@ -70,6 +70,9 @@ class ParquetSink(Sink):
             table = pq.read_table(part, columns=["id", "model", "version"])
             written.add(*(table.column(c).to_pylist() for c in ("id", "model", "version")))
         self._next = 1 + max((int(p.stem.split("-")[1]) for p in parts), default=-1)
+        # pyarrow imports pandas at its first conversion from Python objects (~0.8 s here): now, not in
+        # the middle of the run, where it stalled the inference
+        pa.Table.from_pylist([], schema=self.schema)
         return written
 
     def write(self, rows: list[Row]) -> None:

@@ -31,6 +31,7 @@ class ModelActor:
     def __init__(self, job: Job, decode_threads: int, batch_size: int) -> None:
         self.task = job.load()
         self.batch_size = batch_size
+        pa.Table.from_pylist([], schema=job.task.schema())  # pyarrow's first conversion imports pandas
         self.schema = job.task.schema()
         self.pool = ThreadPoolExecutor(decode_threads, thread_name_prefix="batch-decode")
 
