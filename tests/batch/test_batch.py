@@ -156,7 +156,7 @@ def test_a_rerun_skips_what_is_written(
 def test_a_killed_run_resumes_and_writes_each_input_once(tiny_models: Path, tmp_path: Path) -> None:
     texts = tmp_path / "texts.txt"
     words = ["good", "bad", "great film", "awful movie", "the"]
-    texts.write_text("\n".join(f"{words[i % 5]} {i}" for i in range(20_000)))
+    texts.write_text("\n".join(f"{words[i % 5]} {i}" for i in range(50_000)))
     out = tmp_path / "out.jsonl"
     args = (texts, "--model", "tiny-sentiment", "--output", out, "--batch-size", "4", "--chunk-rows", "100")
     process = batch_process(tiny_models, *args)
@@ -167,13 +167,13 @@ def test_a_killed_run_resumes_and_writes_each_input_once(tiny_models: Path, tmp_
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
     written = len(read_jsonl_complete(out))
-    assert 0 < written < 20_000, "the kill came too late to test a resume"
+    assert 0 < written < 50_000, "the kill came too late to test a resume"
     rerun = batch_process(tiny_models, *args)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert f"{written} already written (skipped)" in err
     rows = read_rows(out)
-    assert sorted(int(row["id"]) for row in rows) == list(range(20_000))
+    assert sorted(int(row["id"]) for row in rows) == list(range(50_000))
     assert all(
         row["label"] == ("positive" if int(row["id"]) % 5 in (0, 2) else "negative")
         for row in rows
@@ -188,8 +188,9 @@ def read_jsonl_complete(path: Path) -> list[str]:
 
 
 def test_an_interrupted_run_writes_what_it_has_and_exits_130(tiny_models: Path, tmp_path: Path) -> None:
+    count = 200_000  # ~15 s of work here: Ctrl-C comes long before the end
     texts = tmp_path / "texts.txt"
-    texts.write_text("\n".join(f"good {i}" for i in range(50_000)))
+    texts.write_text("\n".join(f"good {i}" for i in range(count)))
     out = tmp_path / "out.parquet"
     args = (
         texts,
@@ -200,24 +201,23 @@ def test_an_interrupted_run_writes_what_it_has_and_exits_130(tiny_models: Path, 
         "--batch-size",
         "2",
         "--chunk-rows",
-        "100000",
+        "10000000",
     )
     process = batch_process(tiny_models, *args)
+    assert process.stderr is not None
+    while "to do" not in process.stderr.readline():  # the model is loaded, the work starts
+        assert process.poll() is None
     time.sleep(0.5)
-    while process.poll() is None and process.stderr is not None:
-        if "to do" in process.stderr.readline():  # the work has started
-            break
-    time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "rerun the same command to resume" in err
     written = len(read_rows(out))
-    assert 0 < written < 50_000  # the rows made before Ctrl-C, though no chunk had filled
-    rerun = batch_process(tiny_models, *args)
+    assert 0 < written < count  # the rows made before Ctrl-C, though no chunk had filled
+    rerun = batch_process(tiny_models, *args, "--no-progress")
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
-    assert sorted(int(row["id"]) for row in read_rows(out)) == list(range(50_000))
+    assert sorted(int(row["id"]) for row in read_rows(out)) == list(range(count))
 
 
 @pytest.mark.parametrize(
