@@ -120,6 +120,11 @@ class Metrics:
         return generate_latest(registry)
 
 
+# the methods with a series of their own; any other (a parser that takes any token, h11) is "other", so that
+# a client sending random methods cannot make a series each
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+
+
 class RequestMetrics:
     """ASGI middleware counting and timing every HTTP request by method, route (its path template, so
     ``/v2/models/{name}/infer`` is one series) and status."""
@@ -144,7 +149,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            labels = (scope["method"], _endpoint(scope), str(status))
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+            labels = (method, _endpoint(scope), str(status))
             self.metrics.requests.labels(*labels).inc()
             self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
 

@@ -147,12 +147,31 @@ def _server(app: FastAPI, settings: Settings, supervisor_pid: int | None = None)
         http=settings.http_parser,
         ws="none",  # no WebSocket routes: an Upgrade: websocket request is an HTTP request like any other
     )
+    access = logging.getLogger("uvicorn.access")  # configured by the Config just made
+    if not any(isinstance(f, ShortAccessPaths) for f in access.filters):
+        access.addFilter(ShortAccessPaths())
     return Server(
         config,
         delay_s=settings.shutdown_delay_s,
         on_stop=partial(begin_shutdown, app),
         supervisor_pid=supervisor_pid,
     )
+
+
+class ShortAccessPaths(logging.Filter):
+    """Cuts the path of an access-log line to ``MAX_LOGGED_PATH`` characters: a 60 KB URL (a scanner's,
+    an attacker's) costs the log no more than a short one."""
+
+    MAX_LOGGED_PATH = 200
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path = args[2]
+            if len(path) > self.MAX_LOGGED_PATH:
+                cut = f"{path[: self.MAX_LOGGED_PATH]}...({len(path)} characters)"
+                record.args = (*args[:2], cut, *args[3:])
+        return True
 
 
 def _worker(settings_data: dict[str, Any], sock: socket.socket, supervisor_pid: int) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+
+from service.server import ShortAccessPaths
 
 from .conftest import image_bytes, running_client, upload
 
@@ -60,3 +64,25 @@ def test_each_application_has_its_own_registry(tiny_repo: Path) -> None:
         counted = 'modelserve_http_requests_total{endpoint="/v1/sentiment",method="POST",status="200"}'
         assert counted in first.get("/metrics").text
         assert counted not in second.get("/metrics").text
+
+
+def test_an_unknown_method_counts_as_other(client: TestClient) -> None:
+    for method in ("FROB", "XYZZY", "FROB"):
+        client.request(method, "/v1/models")
+    text = client.get("/metrics").text
+    assert 'method="other"' in text and "FROB" not in text and "XYZZY" not in text
+
+
+def test_the_access_log_cuts_long_paths() -> None:
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/v1/models?" + "a" * 60_000, "1.1", 404),
+        None,
+    )
+    assert ShortAccessPaths().filter(record)
+    message = record.getMessage()
+    assert len(message) < 300 and message.endswith('...(60011 characters) HTTP/1.1" 404')
