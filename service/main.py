@@ -15,6 +15,7 @@ from .errors import UnexpectedErrors, install_error_handlers
 from .metrics import Metrics, RequestMetrics
 from .registry import ModelRegistry
 from .routes import caption, classify, health, metrics, models, sentiment, v2
+from .routes.docs import install_docs
 from .settings import Settings, get_settings
 from .uploads import BodySizeLimit
 
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=package_doc or "",
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves it, from local assets
+        redoc_url=None,  # ReDoc would load from a CDN
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -88,4 +91,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    install_docs(app)
     return app

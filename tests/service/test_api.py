@@ -120,3 +120,13 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     for path in ("/v1/classify-image", "/v1/sentiment", "/v1/caption", "/v1/models", "/health/ready"):
         assert path in paths
     assert "413" in paths["/v1/classify-image"]["post"]["responses"]
+
+
+def test_docs_load_nothing_from_a_cdn(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "https://" not in page.text  # every script, style and icon from this server
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+        assert f"/docs/assets/{asset}" in page.text
+        assert client.get(f"/docs/assets/{asset}").status_code == 200
+    assert client.get("/redoc").status_code == 404
