@@ -134,6 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         job, items = plan(args)
+        if args.engine == "ray":
+            from . import ray_engine  # ray is an optional extra
+
+            ray_engine.connect(
+                args.address
+            )  # Ray missing, or a cluster out of reach: exit 2, nothing written
         sink, written = open_sink(args.output, job.task.schema())
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

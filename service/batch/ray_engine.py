@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from .embedded import default_decode_threads, prepare
-from .inputs import EngineFailed, Item
+from .inputs import EngineFailed, InputError, Item
 from .job import Job
 from .tasks import Row
 
@@ -42,14 +43,31 @@ class ModelActor:
         return pa.Table.from_pylist(rows, schema=self.schema)
 
 
+def connect(address: str | None) -> None:
+    """Join the Ray cluster at ``address``, or start a local Ray; ``InputError`` in one line when Ray is
+    not installed or the cluster cannot be reached (before any work)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise InputError("the ray engine needs Ray: install the ray extra (pip install -e '.[ray]')") from exc
+    if ray.is_initialized():
+        return
+    _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    except Exception as exc:  # ConnectionError, ValueError, RuntimeError, by what went wrong
+        raise InputError(
+            f"cannot start or join Ray at {address or 'a local Ray'}: {_first_line(exc)}"
+        ) from exc
+
+
 def predictions(
     job: Job, items: list[Item], batch_size: int, actors: int | None, address: str | None
 ) -> Iterator[list[Row]]:
     """The rows of ``items`` from a Ray Data job, a block at a time, in no particular order."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    connect(address)
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     count = actors or gpus or max(1, int(resources.get("CPU", 1)))
@@ -76,6 +94,20 @@ def predictions(
             yield table.to_pylist()
     except ray.exceptions.RayError as exc:
         raise EngineFailed(f"the Ray job failed: {_first_line(exc)}") from exc
+
+
+def _check_reachable(address: str | None) -> None:
+    """``ray.init`` waits minutes for an address where nothing listens: a ``HOST:PORT`` (or
+    ``ray://HOST:PORT``) is tried first, for 5 s."""
+    if address is None or address == "auto":
+        return
+    host, separator, port = address.removeprefix("ray://").rpartition(":")
+    if not separator or not port.isdigit():
+        raise InputError(f"--address {address!r}: give auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise InputError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -46,3 +46,15 @@ def test_the_ray_engine_gives_the_embedded_rows(tiny_models: Path, tmp_path: Pat
     assert late["labels"][0] == "blue" and late["error"] is None
     assert rows == first
     assert rows["broken.png"]["error"]["code"] == "invalid_image"
+
+
+def test_a_cluster_out_of_reach_is_exit_2_and_nothing_written(
+    tiny_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = tmp_path / "t.txt"
+    texts.write_text("good\n")
+    out = tmp_path / "o.jsonl"
+    args = (texts, "--model", "tiny-sentiment", "--engine", "ray", "--address", "127.0.0.1:1", "--output", out)
+    assert batch(tiny_models, *args) == 2
+    assert capsys.readouterr().err.strip() == "error: cannot reach Ray at 127.0.0.1:1: Connection refused"
+    assert not out.exists()
