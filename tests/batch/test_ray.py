@@ -54,7 +54,17 @@ def test_a_cluster_out_of_reach_is_exit_2_and_nothing_written(
     texts = tmp_path / "t.txt"
     texts.write_text("good\n")
     out = tmp_path / "o.jsonl"
-    args = (texts, "--model", "tiny-sentiment", "--engine", "ray", "--address", "127.0.0.1:1", "--output", out)
+    args = (
+        texts,
+        "--model",
+        "tiny-sentiment",
+        "--engine",
+        "ray",
+        "--address",
+        "127.0.0.1:1",
+        "--output",
+        out,
+    )
     assert batch(tiny_models, *args) == 2
     assert capsys.readouterr().err.strip() == "error: cannot reach Ray at 127.0.0.1:1: Connection refused"
     assert not out.exists()
