@@ -91,7 +91,7 @@ def measure(runtime: CaptionerRuntime, at_once: int, rounds: int, beam_size: int
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--model", default="captioner")

@@ -174,7 +174,7 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__)
     parser.add_argument("--url", required=True, help="http://127.0.0.1:PORT (nothing else is accepted)")
     parser.add_argument("--task", choices=TASKS, required=True)
     parser.add_argument("--concurrency", type=int, default=1)

@@ -141,7 +141,7 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, default=8100)

@@ -23,7 +23,7 @@ EXIT_CANNOT_BIND = 3  # as uvicorn exits when its port cannot be bound
 
 def parse_args(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """The options given on the command line, as settings overrides."""
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m service", description=__doc__)
     parser.add_argument("--host", help="interface to bind (MODELSERVE_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="TCP port (MODELSERVE_PORT, default 8000)")
     parser.add_argument(

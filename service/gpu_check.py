@@ -141,6 +141,7 @@ def format_table(rows: list[list[str]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Check every version of the repository; print the table; the exit status sums it up."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m service.gpu_check",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

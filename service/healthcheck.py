@@ -42,7 +42,9 @@ def check(url: str, timeout_s: float) -> tuple[bool, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Check the local server's readiness; the exit status is the answer."""
-    parser = argparse.ArgumentParser(prog="python -m service.healthcheck", description=__doc__)
+    parser = argparse.ArgumentParser(
+        allow_abbrev=False, prog="python -m service.healthcheck", description=__doc__
+    )
     parser.add_argument("--host", default=os.environ.get("MODELSERVE_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("MODELSERVE_PORT", "8000")))
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")

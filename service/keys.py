@@ -24,13 +24,16 @@ def line(scope: str, key: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m service.keys",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
     scopes = [scope.name.lower() for scope in KeyScope]
-    new = commands.add_parser("new", help="make a key, append its hash to --file, print the key")
+    new = commands.add_parser(
+        "new", allow_abbrev=False, help="make a key, append its hash to --file, print the key"
+    )
     new.add_argument("--scope", choices=scopes, default="inference")
     new.add_argument(
         "--file",
@@ -38,7 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         required=True,
         help="the keys file (made if absent; it holds hashes only, so the container user may read it)",
     )
-    hashed = commands.add_parser("hash", help="the file line for a key read from standard input")
+    hashed = commands.add_parser(
+        "hash", allow_abbrev=False, help="the file line for a key read from standard input"
+    )
     hashed.add_argument("--scope", choices=scopes, default="inference")
     args = parser.parse_args(argv)
     if args.command == "hash":

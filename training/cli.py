@@ -5,10 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from training import digits, evaluate, export, finetune, sentiment
 from training.data import DataError
 from training.engine import positive_int
+
+
+class Parser(argparse.ArgumentParser):
+    """A subcommand's parser: no abbreviated options (``--epoch 1`` is an error, not ``--epochs 1``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
 
 def _register_caption(subparsers: argparse._SubParsersAction) -> None:
@@ -23,10 +32,10 @@ def _register_caption(subparsers: argparse._SubParsersAction) -> None:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The full parser; every subcommand's ``--help`` explains its options."""
-    parser = argparse.ArgumentParser(prog="python -m training",
+    parser = argparse.ArgumentParser(allow_abbrev=False, prog="python -m training",
                                      description="Train the models, export them to model versions, evaluate "
                                                  "exported versions through onnxruntime.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for module in (digits, sentiment, finetune):
         module.register(subparsers)
     _register_caption(subparsers)

@@ -35,6 +35,7 @@ EXIT_INTERRUPTED = 130
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     p = argparse.ArgumentParser(
+        allow_abbrev=False,
         prog="python -m service.batch",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

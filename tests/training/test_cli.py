@@ -244,3 +244,12 @@ def test_a_failed_run_that_wrote_outputs_is_kept(
         main(["sentiment", "--data", str(text_csv), *FAST, "--out", str(out)])
     (run_dir,) = out.iterdir()
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "tokenizer.json"]
+
+
+def test_options_are_never_abbreviated(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--epoch 1`` is an error, not ``--epochs 1`` silently."""
+    from training.cli import get_args_parser
+
+    with pytest.raises(SystemExit):
+        get_args_parser().parse_args(["digits", "--data", "data", "--epoch", "1"])
+    assert "unrecognized arguments: --epoch 1" in capsys.readouterr().err
