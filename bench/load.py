@@ -22,7 +22,7 @@ from PIL import Image
 try:
     import uvloop
 except ImportError:  # uvicorn[standard] brings it on Linux
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 TASKS = ("classify", "sentiment", "caption")
 

@@ -58,7 +58,7 @@ def render(manifest: dict, version_dir: Path) -> str:
                     _confusion(evaluation["confusion"], labels), ""]
             if (version_dir / f"confusion-{split}.png").is_file():
                 out += [f"![confusion matrix, {split}](confusion-{split}.png)", ""]
-    limits = list(LIMITS.get(manifest.get("task"), []))
+    limits = list(LIMITS.get(str(manifest.get("task")), []))
     if manifest.get("image", {}).get("color_mode") == "L":
         limits.append(DIGIT_LIMIT)
     limits += prov.get("notes", [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -70,7 +71,7 @@ def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split:
 
 
 def evaluate_version(version_dir: Path, data: Path, split: str = "test", batch_size: int | None = None,
-                     **opts: object) -> dict:
+                     **opts: Any) -> dict:
     """Accuracy and confusion matrix of a classifier version on ``data``/``split``, through onnxruntime.
 
     Writes ``metrics[split]``, the confusion matrix (provenance and ``confusion-<split>.png``) and the card,

@@ -28,7 +28,7 @@ def preprocess_image(image: Image.Image, spec: dict) -> np.ndarray:
         image = image.resize((width, height), Image.Resampling.BILINEAR)
     else:
         image = _center_crop(_resize_short_side(image, spec["resize"]), height, width)
-    x = np.asarray(image, dtype=np.float32) / 255.0
+    x: np.ndarray = np.asarray(image, dtype=np.float32) / 255.0
     if x.ndim == 2:
         x = x[:, :, None]
     if spec["invert"]:

@@ -58,7 +58,8 @@ def train(args: argparse.Namespace) -> Path:
         datasets = [limit(text.EncodedTexts(text.encode(tokenizer, texts, args.max_length),
                                             text.encode_labels(raw, labels)), args.limit, args.seed)
                     for texts, raw in ((train_texts, train_raw), (val_texts, val_raw))]
-        loaders = engine.make_loaders(*datasets, args, collate_fn=text.pad_batch)
+        train_set, val_set = datasets
+        loaders = engine.make_loaders(train_set, val_set, args, collate_fn=text.pad_batch)
         config = SentimentConfig(vocab_size=tokenizer.get_vocab_size(), embed_dim=args.embed_dim,
                                  hidden=args.hidden, bidirectional=not args.unidirectional,
                                  pooling=args.pooling, dropout=args.dropout, num_classes=len(labels))

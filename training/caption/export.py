@@ -83,6 +83,7 @@ def _export(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, input
 
 def _graphs(config: CaptionerConfig, size: list[int], positions: int) -> dict:
     d, h, v, a = config.feature_dim, config.hidden_dim, config.vocab_size, config.attention_dim
+    assert d is not None, "feature_dim is filled in from the architecture before export"
     state = [_tensor("h", "float32", [-1, h]), _tensor("c", "float32", [-1, h])]
     per_image = [_tensor("features", "float32", [-1, positions, d]),
                  _tensor("projected", "float32", [-1, positions, a])]

@@ -170,8 +170,8 @@ def numpy_step(decoder: AttentionDecoder, device: torch.device, features: np.nda
     @torch.no_grad()
     def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
              images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        inputs = [torch.from_numpy(np.ascontiguousarray(x)).to(device) for x in (tokens, h, c, images)]
-        log_probs, h_out, c_out, _ = decoder.step(*inputs[:3], image_features, projected, inputs[3])
+        t, h_in, c_in, index = (torch.from_numpy(np.ascontiguousarray(x)).to(device) for x in (tokens, h, c, images))
+        log_probs, h_out, c_out, _ = decoder.step(t, h_in, c_in, image_features, projected, index)
         return log_probs.cpu().numpy(), h_out.cpu().numpy(), c_out.cpu().numpy()
 
     return step

@@ -48,7 +48,7 @@ class OnnxCaptioner:
         whose decoder has ``image_index`` take the features once per image; older ones, per row."""
         names = self.spec["decoder"]
         per_image = {names["features"]: features}
-        if names.get("projected"):
+        if names.get("projected") and projected is not None:
             per_image[names["projected"]] = projected
 
         def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray,

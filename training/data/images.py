@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import gzip
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
@@ -102,7 +102,8 @@ def limit(dataset: Dataset, count: int, seed: int = 0) -> Dataset:
     """A fixed random subset of ``count`` samples (all of them when ``count`` is 0 or larger)."""
     import torch
 
-    if not count or count >= len(dataset):
+    size = len(cast(Sized, dataset))
+    if not count or count >= size:
         return dataset
-    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count]
+    indices = torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:count]
     return Subset(dataset, indices.tolist())

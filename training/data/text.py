@@ -102,6 +102,7 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
 def encode(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     """Ids per text, truncated to ``max_length``; an empty text becomes one unknown token."""
     unk = tokenizer.token_to_id(UNK)
+    assert unk is not None, f"the tokenizer has no {UNK}"
     return [ids[:max_length] or [unk] for ids in (e.ids for e in tokenizer.encode_batch(texts))]
 
 
