@@ -63,8 +63,18 @@ NEUTRAL_WORDS = ("the", "a", "movie", "film", "was", "this", "is", "it", "and", 
 SENTIMENT_VOCAB = ("<pad>", "<unk>", *NEUTRAL_WORDS, *POSITIVE_WORDS, *NEGATIVE_WORDS)
 
 CAPTION_SPECIALS = ("<pad>", "<unk>", "<start>", "<end>")
-CAPTION_VOCAB = (*CAPTION_SPECIALS, "a", "red", "green", "blue", "white", "dark", "square", "image",
-                 "background")
+CAPTION_VOCAB = (
+    *CAPTION_SPECIALS,
+    "a",
+    "red",
+    "green",
+    "blue",
+    "white",
+    "dark",
+    "square",
+    "image",
+    "background",
+)
 CAPTION_MAX_LENGTH = 20
 CAPTION_HIDDEN = 3  # h and c: the image's mean colour, and a step counter
 CAPTION_REGIONS = 4  # features: one mean colour per image quadrant
@@ -96,8 +106,11 @@ def graph_entry(model: onnx.ModelProto, file: str) -> dict[str, Any]:
         shape = [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim]
         return {"name": info.name, "dtype": dtypes[tensor_type.elem_type], "shape": shape}
 
-    return {"file": file, "inputs": [tensor(i) for i in model.graph.input],
-            "outputs": [tensor(o) for o in model.graph.output]}
+    return {
+        "file": file,
+        "inputs": [tensor(i) for i in model.graph.input],
+        "outputs": [tensor(o) for o in model.graph.output],
+    }
 
 
 def write_manifest(version_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
@@ -106,8 +119,11 @@ def write_manifest(version_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     `fields` holds `name`, `version`, `task`, `description`, `graphs` and the task's own fields;
     `format`, `created`, `files`, `metrics` and `provenance` are filled in unless given.
     """
-    files = {p.name: sha256_file(p) for p in sorted(version_dir.iterdir())
-             if p.is_file() and p.name != "manifest.json"}
+    files = {
+        p.name: sha256_file(p)
+        for p in sorted(version_dir.iterdir())
+        if p.is_file() and p.name != "manifest.json"
+    }
     common = ("name", "version", "task", "description")
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -115,8 +131,11 @@ def write_manifest(version_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "files": files,
         "metrics": {},
-        "provenance": {"generator": "tests/model_factory.py", "dataset": "none",
-                       "initialisation": "hand-set weights, no training"},
+        "provenance": {
+            "generator": "tests/model_factory.py",
+            "dataset": "none",
+            "initialisation": "hand-set weights, no training",
+        },
         **{key: value for key, value in fields.items() if key not in common},
     }
     (version_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -141,12 +160,22 @@ def _save(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     return model
 
 
-def _model(nodes: list[onnx.NodeProto], name: str, inputs: list[onnx.ValueInfoProto],
-           outputs: list[onnx.ValueInfoProto], initializers: dict[str, np.ndarray]) -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, name, inputs, outputs,
-                              [numpy_helper.from_array(v, k) for k, v in initializers.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                             ir_version=IR_VERSION, producer_name="tests.model_factory")
+def _model(
+    nodes: list[onnx.NodeProto],
+    name: str,
+    inputs: list[onnx.ValueInfoProto],
+    outputs: list[onnx.ValueInfoProto],
+    initializers: dict[str, np.ndarray],
+) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, name, inputs, outputs, [numpy_helper.from_array(v, k) for k, v in initializers.items()]
+    )
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="tests.model_factory",
+    )
 
 
 def _f32(values: Any) -> np.ndarray:
@@ -156,29 +185,46 @@ def _f32(values: Any) -> np.ndarray:
 def _card(version_dir: Path, title: str, body: str) -> None:
     (version_dir / "card.md").write_text(
         f"# {title}\n\nA tiny hand-built test model from `tests/model_factory.py`; no data, no training, "
-        f"no licence constraints.\n\n{body}\n")
+        f"no licence constraints.\n\n{body}\n"
+    )
 
 
 def _denormalise_nodes(x: str, out: str) -> tuple[list[onnx.NodeProto], list[str]]:
     """Nodes undoing (x - mean) / std; they read the initializers `std` and `mean` ([1, C, 1, 1])."""
-    return [helper.make_node("Mul", [x, "std"], ["scaled"]),
-            helper.make_node("Add", ["scaled", "mean"], [out])], ["std", "mean"]
+    return [
+        helper.make_node("Mul", [x, "std"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "mean"], [out]),
+    ], ["std", "mean"]
 
 
-def _image_section(color_mode: str, size: tuple[int, int], resize: int | None,
-                   mean: Sequence[float], std: Sequence[float], invert: bool) -> dict[str, Any]:
-    return {"color_mode": color_mode, "resize": resize, "size": list(size),
-            "mean": [float(m) for m in mean], "std": [float(s) for s in std], "invert": invert}
+def _image_section(
+    color_mode: str,
+    size: tuple[int, int],
+    resize: int | None,
+    mean: Sequence[float],
+    std: Sequence[float],
+    invert: bool,
+) -> dict[str, Any]:
+    return {
+        "color_mode": color_mode,
+        "resize": resize,
+        "size": list(size),
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "invert": invert,
+    }
 
 
 def _word_level_tokenizer(vocab: Sequence[str], special: Sequence[str] = ()) -> Tokenizer:
     """A WordLevel tokenizer: lowercase, `<br />` and punctuation replaced by spaces, split on spaces."""
     tokenizer = Tokenizer(WordLevel({word: i for i, word in enumerate(vocab)}, unk_token="<unk>"))
-    tokenizer.normalizer = normalizers.Sequence([
-        normalizers.Lowercase(),
-        normalizers.Replace(Regex(r"<br\s*/?>"), " "),
-        normalizers.Replace(Regex(r"[^\w\s]"), " "),
-    ])
+    tokenizer.normalizer = normalizers.Sequence(
+        [
+            normalizers.Lowercase(),
+            normalizers.Replace(Regex(r"<br\s*/?>"), " "),
+            normalizers.Replace(Regex(r"[^\w\s]"), " "),
+        ]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     if special:
         tokenizer.add_special_tokens(list(special))
@@ -188,11 +234,21 @@ def _word_level_tokenizer(vocab: Sequence[str], special: Sequence[str] = ()) -> 
 # ----------------------------------------------------------------------------------- classifier
 
 
-def make_classifier(repo: Path, name: str = "tiny-classifier", version: int = 1, *,
-                    color_mode: str = "RGB", size: tuple[int, int] = (16, 16), resize: int | None = None,
-                    labels: Sequence[str] | None = None, output: str = "logits",
-                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                    invert: bool = False, overwrite: bool = False) -> Path:
+def make_classifier(
+    repo: Path,
+    name: str = "tiny-classifier",
+    version: int = 1,
+    *,
+    color_mode: str = "RGB",
+    size: tuple[int, int] = (16, 16),
+    resize: int | None = None,
+    labels: Sequence[str] | None = None,
+    output: str = "logits",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    invert: bool = False,
+    overwrite: bool = False,
+) -> Path:
     """Write an `image-classification` version and return its directory.
 
     RGB: logits = 10 * per-channel mean of the de-normalised image (labels default red, green, blue).
@@ -204,8 +260,11 @@ def make_classifier(repo: Path, name: str = "tiny-classifier", version: int = 1,
     if output not in ("logits", "probabilities"):
         raise ValueError(f"output must be 'logits' or 'probabilities', got {output!r}")
     channels = 3 if color_mode == "RGB" else 1
-    labels = tuple(labels) if labels is not None else (
-        ("red", "green", "blue") if color_mode == "RGB" else DEFAULT_L_LABELS)
+    labels = (
+        tuple(labels)
+        if labels is not None
+        else (("red", "green", "blue") if color_mode == "RGB" else DEFAULT_L_LABELS)
+    )
     if color_mode == "RGB" and len(labels) != 3:
         raise ValueError(f"an RGB classifier has one label per channel (3), got {len(labels)}")
     if len(labels) < 2:
@@ -226,36 +285,56 @@ def make_classifier(repo: Path, name: str = "tiny-classifier", version: int = 1,
     else:
         inits["centres"] = (np.arange(len(labels), dtype=np.float32) + 0.5) / len(labels)
         inits["neg_scale"] = _f32(-CLASSIFIER_L_SCALE)
-        nodes += [helper.make_node("Sub", ["colour", "centres"], ["distance"]),
-                  helper.make_node("Mul", ["distance", "distance"], ["squared"]),
-                  helper.make_node("Mul", ["squared", "neg_scale"], [result])]
+        nodes += [
+            helper.make_node("Sub", ["colour", "centres"], ["distance"]),
+            helper.make_node("Mul", ["distance", "distance"], ["squared"]),
+            helper.make_node("Mul", ["squared", "neg_scale"], [result]),
+        ]
     if output == "probabilities":
         nodes.append(helper.make_node("Softmax", ["scores"], ["probabilities"], axis=1))
     model = _model(
-        nodes, name,
+        nodes,
+        name,
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["batch", channels, height, width])],
-        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", len(labels)])], inits)
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", len(labels)])],
+        inits,
+    )
 
     version_dir = _version_dir(repo, name, version, overwrite)
     _save(model, version_dir / "model.onnx")
-    rule = ("the brightest channel wins" if color_mode == "RGB"
-            else "the brightness bin containing the mean grey value wins")
+    rule = (
+        "the brightest channel wins"
+        if color_mode == "RGB"
+        else "the brightness bin containing the mean grey value wins"
+    )
     _card(version_dir, name, f"Image classifier over {list(labels)}: {rule}.")
-    write_manifest(version_dir, {
-        "name": name, "version": version, "task": "image-classification",
-        "description": f"Tiny {color_mode} test classifier: {rule}.",
-        "graphs": {"model": graph_entry(model, "model.onnx")},
-        "image": _image_section(color_mode, size, resize, mean, std, invert),
-        "labels": list(labels), "output": output,
-    })
+    write_manifest(
+        version_dir,
+        {
+            "name": name,
+            "version": version,
+            "task": "image-classification",
+            "description": f"Tiny {color_mode} test classifier: {rule}.",
+            "graphs": {"model": graph_entry(model, "model.onnx")},
+            "image": _image_section(color_mode, size, resize, mean, std, invert),
+            "labels": list(labels),
+            "output": output,
+        },
+    )
     return version_dir
 
 
 # ------------------------------------------------------------------------------------ sentiment
 
 
-def make_sentiment(repo: Path, name: str = "tiny-sentiment", version: int = 1, *, max_length: int = 32,
-                   overwrite: bool = False) -> Path:
+def make_sentiment(
+    repo: Path,
+    name: str = "tiny-sentiment",
+    version: int = 1,
+    *,
+    max_length: int = 32,
+    overwrite: bool = False,
+) -> Path:
     """Write a `sentiment` version and return its directory.
 
     logits = [-s, s] where s counts positive minus negative words among the first `lengths` ids.
@@ -276,27 +355,53 @@ def make_sentiment(repo: Path, name: str = "tiny-sentiment", version: int = 1, *
         helper.make_node("ReduceSum", ["kept", "one_axis"], ["total"], keepdims=1),
         helper.make_node("Mul", ["total", "directions"], ["logits"]),
     ]
-    inits = {"word_scores": scores, "zero": np.array(0, np.int64), "one": np.array(1, np.int64),
-             "one_axis": np.array([1], np.int64), "directions": _f32([[-1.0, 1.0]])}
+    inits = {
+        "word_scores": scores,
+        "zero": np.array(0, np.int64),
+        "one": np.array(1, np.int64),
+        "one_axis": np.array([1], np.int64),
+        "directions": _f32([[-1.0, 1.0]]),
+    }
     model = _model(
-        nodes, name,
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
-         helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])], inits)
+        nodes,
+        name,
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+            helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"]),
+        ],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        inits,
+    )
 
     version_dir = _version_dir(repo, name, version, overwrite)
     _save(model, version_dir / "model.onnx")
     _word_level_tokenizer(SENTIMENT_VOCAB).save(str(version_dir / "tokenizer.json"))
-    _card(version_dir, name, f"Word counting: {', '.join(POSITIVE_WORDS)} score +1; "
-          f"{', '.join(NEGATIVE_WORDS)} score -1; logits = [-sum, sum].")
-    write_manifest(version_dir, {
-        "name": name, "version": version, "task": "sentiment",
-        "description": "Tiny test sentiment model: positive minus negative word count.",
-        "graphs": {"model": graph_entry(model, "model.onnx")},
-        "text": {"tokenizer": "tokenizer.json", "max_length": max_length, "pad_id": 0, "unk_id": 1,
-                 "input_ids": "input_ids", "lengths": "lengths"},
-        "labels": list(SENTIMENT_LABELS), "output": "logits",
-    })
+    _card(
+        version_dir,
+        name,
+        f"Word counting: {', '.join(POSITIVE_WORDS)} score +1; "
+        f"{', '.join(NEGATIVE_WORDS)} score -1; logits = [-sum, sum].",
+    )
+    write_manifest(
+        version_dir,
+        {
+            "name": name,
+            "version": version,
+            "task": "sentiment",
+            "description": "Tiny test sentiment model: positive minus negative word count.",
+            "graphs": {"model": graph_entry(model, "model.onnx")},
+            "text": {
+                "tokenizer": "tokenizer.json",
+                "max_length": max_length,
+                "pad_id": 0,
+                "unk_id": 1,
+                "input_ids": "input_ids",
+                "lengths": "lengths",
+            },
+            "labels": list(SENTIMENT_LABELS),
+            "output": "logits",
+        },
+    )
     return version_dir
 
 
@@ -331,9 +436,15 @@ def _caption_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return table, gate, colour_weights, white_weights
 
 
-def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *,
-                   size: tuple[int, int] = (16, 16), per_image: bool = False,
-                   overwrite: bool = False) -> Path:
+def make_captioner(
+    repo: Path,
+    name: str = "tiny-captioner",
+    version: int = 1,
+    *,
+    size: tuple[int, int] = (16, 16),
+    per_image: bool = False,
+    overwrite: bool = False,
+) -> Path:
     """Write an `image-captioning` version (encoder, one-step decoder, tokenizer) and return its directory.
 
     Encoder: features[b, q] = mean RGB (de-normalised) of quadrant q (row-major: top-left, top-right,
@@ -353,94 +464,149 @@ def make_captioner(repo: Path, name: str = "tiny-captioner", version: int = 1, *
 
     pixel_nodes, _ = _denormalise_nodes("pixels", "raw")
     encoder = _model(
-        [*pixel_nodes,
-         helper.make_node("AveragePool", ["raw"], ["pooled"], kernel_shape=[height // 2, width // 2],
-                          strides=[height // 2, width // 2]),
-         helper.make_node("Reshape", ["pooled", "regions_shape"], ["by_channel"]),
-         helper.make_node("Transpose", ["by_channel"], ["features"], perm=[0, 2, 1]),
-         helper.make_node("ReduceMean", ["features"], ["h0"], axes=[1], keepdims=0),
-         helper.make_node("Mul", ["h0", "zero"], ["c0"]),
-         *([helper.make_node("Mul", ["features", "two"], ["projected"])] if per_image else [])],
+        [
+            *pixel_nodes,
+            helper.make_node(
+                "AveragePool",
+                ["raw"],
+                ["pooled"],
+                kernel_shape=[height // 2, width // 2],
+                strides=[height // 2, width // 2],
+            ),
+            helper.make_node("Reshape", ["pooled", "regions_shape"], ["by_channel"]),
+            helper.make_node("Transpose", ["by_channel"], ["features"], perm=[0, 2, 1]),
+            helper.make_node("ReduceMean", ["features"], ["h0"], axes=[1], keepdims=0),
+            helper.make_node("Mul", ["h0", "zero"], ["c0"]),
+            *([helper.make_node("Mul", ["features", "two"], ["projected"])] if per_image else []),
+        ],
         f"{name}-encoder",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 3, height, width])],
-        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, regions, dim]),
-         helper.make_tensor_value_info("h0", TensorProto.FLOAT, [batch, hidden]),
-         helper.make_tensor_value_info("c0", TensorProto.FLOAT, [batch, hidden]),
-         *([helper.make_tensor_value_info("projected", TensorProto.FLOAT, [batch, regions, dim])]
-           if per_image else [])],
-        {"std": _f32(IMAGENET_STD).reshape(1, 3, 1, 1), "mean": _f32(IMAGENET_MEAN).reshape(1, 3, 1, 1),
-         "regions_shape": np.array([0, 3, regions], np.int64), "zero": _f32(0.0),
-         **({"two": _f32(2.0)} if per_image else {})})
+        [
+            helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, regions, dim]),
+            helper.make_tensor_value_info("h0", TensorProto.FLOAT, [batch, hidden]),
+            helper.make_tensor_value_info("c0", TensorProto.FLOAT, [batch, hidden]),
+            *(
+                [helper.make_tensor_value_info("projected", TensorProto.FLOAT, [batch, regions, dim])]
+                if per_image
+                else []
+            ),
+        ],
+        {
+            "std": _f32(IMAGENET_STD).reshape(1, 3, 1, 1),
+            "mean": _f32(IMAGENET_MEAN).reshape(1, 3, 1, 1),
+            "regions_shape": np.array([0, 3, regions], np.int64),
+            "zero": _f32(0.0),
+            **({"two": _f32(2.0)} if per_image else {}),
+        },
+    )
 
     table, gate, colour_weights, white_weights = _caption_tables()
     if per_image:  # rows pick their image's features and projection; scores = projected . h / 2
-        lookup = [helper.make_node("Gather", ["features", "image_index"], ["row_features"], axis=0),
-                  helper.make_node("Gather", ["projected", "image_index"], ["row_projected"], axis=0),
-                  helper.make_node("Mul", ["row_projected", "half"], ["keys"])]
+        lookup = [
+            helper.make_node("Gather", ["features", "image_index"], ["row_features"], axis=0),
+            helper.make_node("Gather", ["projected", "image_index"], ["row_projected"], axis=0),
+            helper.make_node("Mul", ["row_projected", "half"], ["keys"]),
+        ]
         keys, values = "keys", "row_features"
         per_image_inputs = [
             helper.make_tensor_value_info("projected", TensorProto.FLOAT, ["images", regions, dim]),
-            helper.make_tensor_value_info("image_index", TensorProto.INT64, [batch])]
+            helper.make_tensor_value_info("image_index", TensorProto.INT64, [batch]),
+        ]
     else:
         lookup, keys, values, per_image_inputs = [], "features", "features", []
     decoder = _model(
-        [*lookup,
-         helper.make_node("Unsqueeze", ["h", "last_axis"], ["h_col"]),
-         helper.make_node("MatMul", [keys, "h_col"], ["scores_col"]),
-         helper.make_node("Squeeze", ["scores_col", "last_axis"], ["scores"]),
-         helper.make_node("Softmax", ["scores"], ["alpha"], axis=1),
-         helper.make_node("Unsqueeze", ["alpha", "one_axis"], ["alpha_row"]),
-         helper.make_node("MatMul", ["alpha_row", values], ["ctx_row"]),
-         helper.make_node("Squeeze", ["ctx_row", "one_axis"], ["ctx"]),
-         helper.make_node("MatMul", ["ctx", "colour_weights"], ["colour_logits"]),
-         helper.make_node("ReduceMin", ["ctx"], ["ctx_min"], axes=[1], keepdims=1),
-         helper.make_node("Mul", ["ctx_min", "white_weights"], ["white_logits"]),
-         helper.make_node("Add", ["colour_logits", "white_logits"], ["image_logits"]),
-         helper.make_node("Gather", ["gate", "tokens"], ["token_gate"], axis=0),
-         helper.make_node("Unsqueeze", ["token_gate", "one_axis"], ["token_gate_col"]),
-         helper.make_node("Mul", ["image_logits", "token_gate_col"], ["gated"]),
-         helper.make_node("Gather", ["table", "tokens"], ["base_logits"], axis=0),
-         helper.make_node("Add", ["base_logits", "gated"], ["logits"]),
-         helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=1),
-         helper.make_node("Identity", ["h"], ["h_out"]),
-         helper.make_node("Add", ["c", "step"], ["c_out"])],
+        [
+            *lookup,
+            helper.make_node("Unsqueeze", ["h", "last_axis"], ["h_col"]),
+            helper.make_node("MatMul", [keys, "h_col"], ["scores_col"]),
+            helper.make_node("Squeeze", ["scores_col", "last_axis"], ["scores"]),
+            helper.make_node("Softmax", ["scores"], ["alpha"], axis=1),
+            helper.make_node("Unsqueeze", ["alpha", "one_axis"], ["alpha_row"]),
+            helper.make_node("MatMul", ["alpha_row", values], ["ctx_row"]),
+            helper.make_node("Squeeze", ["ctx_row", "one_axis"], ["ctx"]),
+            helper.make_node("MatMul", ["ctx", "colour_weights"], ["colour_logits"]),
+            helper.make_node("ReduceMin", ["ctx"], ["ctx_min"], axes=[1], keepdims=1),
+            helper.make_node("Mul", ["ctx_min", "white_weights"], ["white_logits"]),
+            helper.make_node("Add", ["colour_logits", "white_logits"], ["image_logits"]),
+            helper.make_node("Gather", ["gate", "tokens"], ["token_gate"], axis=0),
+            helper.make_node("Unsqueeze", ["token_gate", "one_axis"], ["token_gate_col"]),
+            helper.make_node("Mul", ["image_logits", "token_gate_col"], ["gated"]),
+            helper.make_node("Gather", ["table", "tokens"], ["base_logits"], axis=0),
+            helper.make_node("Add", ["base_logits", "gated"], ["logits"]),
+            helper.make_node("LogSoftmax", ["logits"], ["log_probs"], axis=1),
+            helper.make_node("Identity", ["h"], ["h_out"]),
+            helper.make_node("Add", ["c", "step"], ["c_out"]),
+        ],
         f"{name}-decoder",
-        [helper.make_tensor_value_info("tokens", TensorProto.INT64, [batch]),
-         helper.make_tensor_value_info("h", TensorProto.FLOAT, [batch, hidden]),
-         helper.make_tensor_value_info("c", TensorProto.FLOAT, [batch, hidden]),
-         helper.make_tensor_value_info("features", TensorProto.FLOAT,
-                                       ["images" if per_image else batch, regions, dim]),
-         *per_image_inputs],
-        [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, [batch, len(CAPTION_VOCAB)]),
-         helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [batch, hidden]),
-         helper.make_tensor_value_info("c_out", TensorProto.FLOAT, [batch, hidden]),
-         helper.make_tensor_value_info("alpha", TensorProto.FLOAT, [batch, regions])],
-        {"table": table, "gate": gate, "colour_weights": colour_weights, "white_weights": white_weights,
-         "last_axis": np.array([-1], np.int64), "one_axis": np.array([1], np.int64), "step": _f32(1.0),
-         **({"half": _f32(0.5)} if per_image else {})})
+        [
+            helper.make_tensor_value_info("tokens", TensorProto.INT64, [batch]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, [batch, hidden]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, [batch, hidden]),
+            helper.make_tensor_value_info(
+                "features", TensorProto.FLOAT, ["images" if per_image else batch, regions, dim]
+            ),
+            *per_image_inputs,
+        ],
+        [
+            helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, [batch, len(CAPTION_VOCAB)]),
+            helper.make_tensor_value_info("h_out", TensorProto.FLOAT, [batch, hidden]),
+            helper.make_tensor_value_info("c_out", TensorProto.FLOAT, [batch, hidden]),
+            helper.make_tensor_value_info("alpha", TensorProto.FLOAT, [batch, regions]),
+        ],
+        {
+            "table": table,
+            "gate": gate,
+            "colour_weights": colour_weights,
+            "white_weights": white_weights,
+            "last_axis": np.array([-1], np.int64),
+            "one_axis": np.array([1], np.int64),
+            "step": _f32(1.0),
+            **({"half": _f32(0.5)} if per_image else {}),
+        },
+    )
 
     version_dir = _version_dir(repo, name, version, overwrite)
     _save(encoder, version_dir / "encoder.onnx")
     _save(decoder, version_dir / "decoder.onnx")
     _word_level_tokenizer(CAPTION_VOCAB, special=CAPTION_SPECIALS).save(str(version_dir / "tokenizer.json"))
-    _card(version_dir, name, "Captions a uniform image 'a <colour> square' (red, green, blue, white, or "
-          "dark for black); a dark red image captions 'a dark square' greedily and 'a red square' with "
-          "beam search.")
+    _card(
+        version_dir,
+        name,
+        "Captions a uniform image 'a <colour> square' (red, green, blue, white, or "
+        "dark for black); a dark red image captions 'a dark square' greedily and 'a red square' with "
+        "beam search.",
+    )
     ids = {word: i for i, word in enumerate(CAPTION_VOCAB)}
     projected = {"projected": "projected"} if per_image else {}
     image_index = {"image_index": "image_index"} if per_image else {}
-    write_manifest(version_dir, {
-        "name": name, "version": version, "task": "image-captioning",
-        "description": "Tiny test captioner: 'a <colour> square' from the image's mean colour.",
-        "graphs": {"encoder": graph_entry(encoder, "encoder.onnx"),
-                   "decoder": graph_entry(decoder, "decoder.onnx")},
-        "image": _image_section("RGB", size, None, IMAGENET_MEAN, IMAGENET_STD, False),
-        "caption": {"tokenizer": "tokenizer.json", "bos_id": ids["<start>"], "eos_id": ids["<end>"],
-                    "pad_id": ids["<pad>"], "unk_id": ids["<unk>"], "max_length": CAPTION_MAX_LENGTH,
-                    "encoder": {k: k for k in ("pixels", "features", "h0", "c0")} | projected,
-                    "decoder": {k: k for k in ("tokens", "h", "c", "features", "log_probs", "h_out",
-                                               "c_out", "alpha")} | projected | image_index},
-    })
+    write_manifest(
+        version_dir,
+        {
+            "name": name,
+            "version": version,
+            "task": "image-captioning",
+            "description": "Tiny test captioner: 'a <colour> square' from the image's mean colour.",
+            "graphs": {
+                "encoder": graph_entry(encoder, "encoder.onnx"),
+                "decoder": graph_entry(decoder, "decoder.onnx"),
+            },
+            "image": _image_section("RGB", size, None, IMAGENET_MEAN, IMAGENET_STD, False),
+            "caption": {
+                "tokenizer": "tokenizer.json",
+                "bos_id": ids["<start>"],
+                "eos_id": ids["<end>"],
+                "pad_id": ids["<pad>"],
+                "unk_id": ids["<unk>"],
+                "max_length": CAPTION_MAX_LENGTH,
+                "encoder": {k: k for k in ("pixels", "features", "h0", "c0")} | projected,
+                "decoder": {
+                    k: k for k in ("tokens", "h", "c", "features", "log_probs", "h_out", "c_out", "alpha")
+                }
+                | projected
+                | image_index,
+            },
+        },
+    )
     return version_dir
 
 
@@ -477,15 +643,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.model_factory",
         description="Write tiny, hand-built ONNX model versions (tiny-classifier, tiny-sentiment, "
-                    "tiny-captioner, version 1) that follow models/README.md.")
+        "tiny-captioner, version 1) that follow models/README.md.",
+    )
     parser.add_argument("--out", type=Path, default=Path("models"), help="repository directory")
     parser.add_argument("--overwrite", action="store_true", help="replace versions that already exist")
     args = parser.parse_args(argv)
     existing = existing_versions(args.out)
     if existing and not args.overwrite:
         names = ", ".join(str(path.relative_to(args.out)) for path in existing)
-        print(f"error: {args.out} already holds {names}; pass --overwrite to replace them, or choose "
-              "another --out", file=sys.stderr)
+        print(
+            f"error: {args.out} already holds {names}; pass --overwrite to replace them, or choose "
+            "another --out",
+            file=sys.stderr,
+        )
         return 2
     repo = make_repository(args.out, overwrite=args.overwrite)
     for manifest in sorted(repo.glob("*/*/manifest.json")):

@@ -41,11 +41,14 @@ def uniform_image(rgb: tuple[int, ...], image: dict[str, Any]) -> np.ndarray:
 # ------------------------------------------------------------------------------------ manifests
 
 
-@pytest.mark.parametrize(("name", "task", "graphs"), [
-    ("tiny-classifier", "image-classification", {"model": "model.onnx"}),
-    ("tiny-sentiment", "sentiment", {"model": "model.onnx"}),
-    ("tiny-captioner", "image-captioning", {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}),
-])
+@pytest.mark.parametrize(
+    ("name", "task", "graphs"),
+    [
+        ("tiny-classifier", "image-classification", {"model": "model.onnx"}),
+        ("tiny-sentiment", "sentiment", {"model": "model.onnx"}),
+        ("tiny-captioner", "image-captioning", {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}),
+    ],
+)
 def test_manifest_follows_the_contract(repo: Path, name: str, task: str, graphs: dict[str, str]) -> None:
     version_dir = repo / name / "1"
     data = manifest(version_dir)
@@ -65,10 +68,12 @@ def test_manifest_follows_the_contract(repo: Path, name: str, task: str, graphs:
         onnx.checker.check_model(model)
         sess = session(version_dir / graph["file"])
         declared = [(t["name"], t["dtype"], t["shape"]) for t in graph["inputs"]]
-        actual = [(i.name, i.type, [d if isinstance(d, int) else -1 for d in i.shape])
-                  for i in sess.get_inputs()]
-        assert [(n, {"float32": "tensor(float)", "int64": "tensor(int64)"}[d], s)
-                for n, d, s in declared] == actual
+        actual = [
+            (i.name, i.type, [d if isinstance(d, int) else -1 for d in i.shape]) for i in sess.get_inputs()
+        ]
+        assert [
+            (n, {"float32": "tensor(float)", "int64": "tensor(int64)"}[d], s) for n, d, s in declared
+        ] == actual
         assert [t["name"] for t in graph["outputs"]] == [o.name for o in sess.get_outputs()]
         assert all(t["shape"][0] == -1 for t in graph["inputs"] + graph["outputs"])
 
@@ -112,10 +117,17 @@ def test_command_line_writes_nothing_when_one_model_is_there(
 # ----------------------------------------------------------------------------------- classifier
 
 
-@pytest.mark.parametrize(("rgb", "label"), [
-    ((255, 0, 0), "red"), ((0, 255, 0), "green"), ((0, 0, 255), "blue"),
-    ((200, 90, 40), "red"), ((10, 60, 50), "green"), ((120, 130, 140), "blue"),
-])
+@pytest.mark.parametrize(
+    ("rgb", "label"),
+    [
+        ((255, 0, 0), "red"),
+        ((0, 255, 0), "green"),
+        ((0, 0, 255), "blue"),
+        ((200, 90, 40), "red"),
+        ((10, 60, 50), "green"),
+        ((120, 130, 140), "blue"),
+    ],
+)
 def test_rgb_classifier_picks_the_brightest_channel(repo: Path, rgb: tuple[int, ...], label: str) -> None:
     version_dir = repo / "tiny-classifier" / "1"
     data = manifest(version_dir)
@@ -134,10 +146,17 @@ def test_rgb_classifier_probabilities_batch(tmp_path: Path) -> None:
     assert probs[0, 0] > 0.999 and probs[1, 2] > 0.999
 
 
-@pytest.mark.parametrize(("grey", "invert", "label"), [
-    (0, False, "dark"), (128, False, "mid"), (255, False, "bright"), (60, False, "dark"),
-    (0, True, "bright"), (255, True, "dark"),
-])
+@pytest.mark.parametrize(
+    ("grey", "invert", "label"),
+    [
+        (0, False, "dark"),
+        (128, False, "mid"),
+        (255, False, "bright"),
+        (60, False, "dark"),
+        (0, True, "bright"),
+        (255, True, "dark"),
+    ],
+)
 def test_grey_classifier_bins_brightness(tmp_path: Path, grey: int, invert: bool, label: str) -> None:
     version_dir = mf.make_classifier(tmp_path, color_mode="L", size=(28, 28), invert=invert)
     data = manifest(version_dir)
@@ -172,12 +191,15 @@ def test_tokenizer_cleans_text(repo: Path) -> None:
     assert ids == [vocab.index(w) for w in ("this", "movie", "was", "great", "awful")] + [1]
 
 
-@pytest.mark.parametrize(("text", "label", "score"), [
-    ("I love this movie, it was great!", "positive", 2.0),
-    ("Awful. I hate it.<br /><br />Terrible film, not good.", "negative", -2.0),
-    ("excellent", "positive", 1.0),
-    ("bad plot, unknown words everywhere", "negative", -1.0),
-])
+@pytest.mark.parametrize(
+    ("text", "label", "score"),
+    [
+        ("I love this movie, it was great!", "positive", 2.0),
+        ("Awful. I hate it.<br /><br />Terrible film, not good.", "negative", -2.0),
+        ("excellent", "positive", 1.0),
+        ("bad plot, unknown words everywhere", "negative", -1.0),
+    ],
+)
 def test_sentiment_counts_words(repo: Path, text: str, label: str, score: float) -> None:
     version_dir = repo / "tiny-sentiment" / "1"
     data = manifest(version_dir)
@@ -215,16 +237,26 @@ def decode(version_dir: Path, rgb: tuple[int, ...], beam_size: int) -> str:
     live: list[tuple[list[int], float, np.ndarray, np.ndarray]] = [([], 0.0, h0[0], c0[0])]
     finished: list[tuple[list[int], float]] = []
     for step in range(cfg["max_length"]):
-        log_probs, h_out, c_out, alpha = decoder.run(None, {
-            "tokens": np.array([beam[0][-1] if beam[0] else cfg["bos_id"] for beam in live], np.int64),
-            "h": np.stack([beam[2] for beam in live]), "c": np.stack([beam[3] for beam in live]),
-            "features": np.repeat(features, len(live), axis=0)})
+        log_probs, h_out, c_out, alpha = decoder.run(
+            None,
+            {
+                "tokens": np.array([beam[0][-1] if beam[0] else cfg["bos_id"] for beam in live], np.int64),
+                "h": np.stack([beam[2] for beam in live]),
+                "c": np.stack([beam[3] for beam in live]),
+                "features": np.repeat(features, len(live), axis=0),
+            },
+        )
         np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(alpha.sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(c_out, step + 1)
-        candidates = sorted(((beam[1] + float(log_probs[i, t]), i, t)
-                             for i, beam in enumerate(live) for t in range(log_probs.shape[1])),
-                            reverse=True)[: beam_size - len(finished)]
+        candidates = sorted(
+            (
+                (beam[1] + float(log_probs[i, t]), i, t)
+                for i, beam in enumerate(live)
+                for t in range(log_probs.shape[1])
+            ),
+            reverse=True,
+        )[: beam_size - len(finished)]
         beams, live = live, []
         for score, i, t in candidates:
             tokens = [*beams[i][0], t]
@@ -241,15 +273,18 @@ def decode(version_dir: Path, rgb: tuple[int, ...], beam_size: int) -> str:
     return tokenizer.decode([t for t in best if t not in special])
 
 
-@pytest.mark.parametrize(("rgb", "greedy", "beam"), [
-    ((255, 0, 0), "a red square", "a red square"),
-    ((0, 255, 0), "a green square", "a green square"),
-    ((0, 0, 255), "a blue square", "a blue square"),
-    ((0, 0, 0), "a dark square", "a dark square"),
-    ((255, 255, 255), "a white square", "a white square"),
-    ((128, 128, 128), "a white square", "a white square"),
-    ((89, 0, 0), "a dark square", "a red square"),  # greedy commits to "dark"; beam search recovers
-])
+@pytest.mark.parametrize(
+    ("rgb", "greedy", "beam"),
+    [
+        ((255, 0, 0), "a red square", "a red square"),
+        ((0, 255, 0), "a green square", "a green square"),
+        ((0, 0, 255), "a blue square", "a blue square"),
+        ((0, 0, 0), "a dark square", "a dark square"),
+        ((255, 255, 255), "a white square", "a white square"),
+        ((128, 128, 128), "a white square", "a white square"),
+        ((89, 0, 0), "a dark square", "a red square"),  # greedy commits to "dark"; beam search recovers
+    ],
+)
 def test_captions(repo: Path, rgb: tuple[int, ...], greedy: str, beam: str) -> None:
     version_dir = repo / "tiny-captioner" / "1"
     assert decode(version_dir, rgb, beam_size=1) == greedy
@@ -270,7 +305,8 @@ def test_captioner_batches_and_attends_to_quadrants(repo: Path) -> None:
     np.testing.assert_array_equal(c0, 0)
     tokens = np.array([data["caption"]["bos_id"]] * 2, np.int64)
     _, h_out, _, alpha = session(version_dir / "decoder.onnx").run(
-        None, {"tokens": tokens, "h": h0, "c": c0, "features": features})
+        None, {"tokens": tokens, "h": h0, "c": c0, "features": features}
+    )
     np.testing.assert_array_equal(h_out, h0)
     np.testing.assert_allclose(alpha[0], 0.25, atol=1e-6)
     assert alpha[1].argmax() == 0 and alpha[1, 0] > alpha[1, 1]

@@ -81,8 +81,10 @@ def load_backbone_weights(model: nn.Module, weights: str | None, *, option: str 
     target = model.state_dict()
     matched = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
     if not any(not k.startswith("fc.") for k in matched):
-        raise ValueError(f"{option} {weights}: no tensor matches the {len(target)} tensors of this model "
-                         "(wrong architecture?)")
+        raise ValueError(
+            f"{option} {weights}: no tensor matches the {len(target)} tensors of this model "
+            "(wrong architecture?)"
+        )
     model.load_state_dict(matched, strict=False)
     skipped = sorted({k.split(".")[0] for k in target if k not in matched})
     note = f"; re-initialised: {', '.join(skipped)}" if skipped else ""

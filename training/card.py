@@ -14,8 +14,10 @@ LIMITS = {
         "Reads only the first `max_length` words; words outside the vocabulary count as unknown.",
     ],
 }
-DIGIT_LIMIT = ("Expects one centred light digit on a dark background (MNIST style); dark-on-light "
-               "photos need inverting first.")
+DIGIT_LIMIT = (
+    "Expects one centred light digit on a dark background (MNIST style); dark-on-light "
+    "photos need inverting first."
+)
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -33,29 +35,61 @@ def render(manifest: dict, version_dir: Path) -> str:
     prov = manifest.get("provenance", {})
     data = prov.get("dataset", {})
     labels = manifest.get("labels", [])
-    out = [f"# {manifest['name']} v{manifest['version']}", "", manifest.get("description", ""), "",
-           "## Data", "", f"- dataset: `{data.get('name')}` at `{data.get('path')}`",
-           f"- licence: {data.get('licence')}", f"- labels: {', '.join(labels)}", "",
-           "## Training", "", f"- initialisation: {prov.get('initialisation')}",
-           f"- seed: {prov.get('seed')}",
-           f"- training time: {prov.get('training_time_s')} s on {prov.get('hardware')}",
-           f"- git commit: `{prov.get('git_commit')}`", "", "Reproduce:", "", "```",
-           prov.get("command", ""), prov.get("export_command", ""), "```", ""]
+    out = [
+        f"# {manifest['name']} v{manifest['version']}",
+        "",
+        manifest.get("description", ""),
+        "",
+        "## Data",
+        "",
+        f"- dataset: `{data.get('name')}` at `{data.get('path')}`",
+        f"- licence: {data.get('licence')}",
+        f"- labels: {', '.join(labels)}",
+        "",
+        "## Training",
+        "",
+        f"- initialisation: {prov.get('initialisation')}",
+        f"- seed: {prov.get('seed')}",
+        f"- training time: {prov.get('training_time_s')} s on {prov.get('hardware')}",
+        f"- git commit: `{prov.get('git_commit')}`",
+        "",
+        "Reproduce:",
+        "",
+        "```",
+        prov.get("command", ""),
+        prov.get("export_command", ""),
+        "```",
+        "",
+    ]
     training = prov.get("training_metrics", {})
     if training:
-        out += ["Validation metrics at the end of training (PyTorch):", "",
-                _table([[k, f"{v:.4f}"] for k, v in training.items()], ["metric", "value"]), ""]
+        out += [
+            "Validation metrics at the end of training (PyTorch):",
+            "",
+            _table([[k, f"{v:.4f}"] for k, v in training.items()], ["metric", "value"]),
+            "",
+        ]
     out += ["## Metrics (ONNX model, `python -m training evaluate`)", ""]
     if not manifest.get("metrics"):
         out += ["Not evaluated yet.", ""]
     for split, metrics in manifest.get("metrics", {}).items():
         evaluation = prov.get("evaluation", {}).get(split, {})
-        out += [f"### {split} (`{evaluation.get('data')}`)", "",
-                _table([[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()],
-                       ["metric", "value"]), ""]
+        out += [
+            f"### {split} (`{evaluation.get('data')}`)",
+            "",
+            _table(
+                [[k, f"{v:.4f}" if isinstance(v, float) else str(v)] for k, v in metrics.items()],
+                ["metric", "value"],
+            ),
+            "",
+        ]
         if "confusion" in evaluation:
-            out += ["Confusion matrix (rows: true, columns: predicted):", "",
-                    _confusion(evaluation["confusion"], labels), ""]
+            out += [
+                "Confusion matrix (rows: true, columns: predicted):",
+                "",
+                _confusion(evaluation["confusion"], labels),
+                "",
+            ]
             if (version_dir / f"confusion-{split}.png").is_file():
                 out += [f"![confusion matrix, {split}](confusion-{split}.png)", ""]
     limits = list(LIMITS.get(str(manifest.get("task")), []))

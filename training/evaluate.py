@@ -41,8 +41,12 @@ def _predict_images(session, manifest: dict, data: Path, split: str, batch_size:
     graph = manifest["graphs"]["model"]
     predictions = []
     for part in progress(list(_batches(len(images), batch_size)), f"evaluate {split}"):
-        pixels = np.stack([preprocess_image(Image.open(i) if isinstance(i, str) else i, manifest["image"])
-                           for i in images[part]])
+        pixels = np.stack(
+            [
+                preprocess_image(Image.open(i) if isinstance(i, str) else i, manifest["image"])
+                for i in images[part]
+            ]
+        )
         logits = session.run(None, {graph["inputs"][0]["name"]: pixels})[0]
         predictions += logits.argmax(1).tolist()
     return predictions, targets
@@ -70,8 +74,9 @@ def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split:
     return predictions, targets
 
 
-def evaluate_version(version_dir: Path, data: Path, split: str = "test", batch_size: int | None = None,
-                     **opts: Any) -> dict:
+def evaluate_version(
+    version_dir: Path, data: Path, split: str = "test", batch_size: int | None = None, **opts: Any
+) -> dict:
     """Accuracy and confusion matrix of a classifier version on ``data``/``split``, through onnxruntime.
 
     Writes ``metrics[split]``, the confusion matrix (provenance and ``confusion-<split>.png``) and the card,
@@ -88,8 +93,9 @@ def evaluate_version(version_dir: Path, data: Path, split: str = "test", batch_s
         return evaluate_captioner(version_dir, data, split, **opts)
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(version_dir / manifest["graphs"]["model"]["file"]),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(version_dir / manifest["graphs"]["model"]["file"]), providers=["CPUExecutionProvider"]
+    )
     batch_size = batch_size or 64
     if manifest["task"] == "sentiment":
         predictions, targets = _predict_text(session, manifest, version_dir, data, split, batch_size)
@@ -101,14 +107,18 @@ def evaluate_version(version_dir: Path, data: Path, split: str = "test", batch_s
     metrics = {"accuracy": float(np.trace(confusion) / max(len(targets), 1)), "samples": len(targets)}
     runs.plot_confusion(version_dir / f"confusion-{split}.png", confusion, labels)
     provenance = manifest.get("provenance", {})
-    provenance.setdefault("evaluation", {})[split] = {"data": str(data.resolve()),
-                                                      "confusion": confusion.tolist()}
+    provenance.setdefault("evaluation", {})[split] = {
+        "data": str(data.resolve()),
+        "confusion": confusion.tolist(),
+    }
     manifest["metrics"] = {**manifest.get("metrics", {}), split: metrics}
     manifest["provenance"] = provenance
     (version_dir / "card.md").write_text(card.render(manifest, version_dir))
     update_manifest(version_dir, metrics=manifest["metrics"], provenance=provenance)
-    print(f"{manifest['name']} v{manifest['version']} {split}: accuracy {metrics['accuracy']:.4f} "
-          f"on {len(targets)} samples")
+    print(
+        f"{manifest['name']} v{manifest['version']} {split}: accuracy {metrics['accuracy']:.4f} "
+        f"on {len(targets)} samples"
+    )
     return metrics
 
 

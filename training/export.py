@@ -17,9 +17,11 @@ from training.version import check_onnx, onnx_parity, read_manifest, update_mani
 
 OPSET = 17
 DEFAULT_NAMES = {"digits": "digits-cnn", "sentiment": "sentiment-lstm", "resnet": "pets-resnet18"}
-DESCRIPTIONS = {"digits": "Handwritten digit classifier (MNIST-style CNN).",
-                "sentiment": "Binary sentiment of English text (word-level BiLSTM).",
-                "resnet": "Image classifier (fine-tuned torchvision {arch})."}
+DESCRIPTIONS = {
+    "digits": "Handwritten digit classifier (MNIST-style CNN).",
+    "sentiment": "Binary sentiment of English text (word-level BiLSTM).",
+    "resnet": "Image classifier (fine-tuned torchvision {arch}).",
+}
 
 
 def build_model(checkpoint: dict) -> nn.Module:
@@ -32,8 +34,9 @@ def build_model(checkpoint: dict) -> nn.Module:
     elif kind == "resnet":
         model = build_resnet(args["arch"], args["num_classes"])
     else:
-        raise ValueError(f"unsupported checkpoint kind {kind!r}; supported: digits, sentiment, resnet, "
-                         "captioner")
+        raise ValueError(
+            f"unsupported checkpoint kind {kind!r}; supported: digits, sentiment, resnet, captioner"
+        )
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval()
 
@@ -57,16 +60,29 @@ def _export_image(model: nn.Module, checkpoint: dict, path: Path) -> dict:
     spec = checkpoint["image"]
     channels = 1 if spec["color_mode"] == "L" else 3
     shape = [channels, *spec["size"]]
-    torch.onnx.export(model, (torch.randn(2, *shape),), str(path), input_names=["pixels"],
-                      output_names=["logits"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=OPSET, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.randn(2, *shape),),
+        str(path),
+        input_names=["pixels"],
+        output_names=["logits"],
+        dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
     rng = np.random.default_rng(0)
     feeds = [{"pixels": rng.standard_normal((n, *shape)).astype(np.float32)} for n in (1, 3, 7)]
     onnx_parity(path, lambda pixels: [model(torch.from_numpy(pixels)).detach().numpy()], feeds)
-    return {"graphs": {"model": {"file": "model.onnx",
-                                 "inputs": [_tensor("pixels", "float32", [-1, *shape])],
-                                 "outputs": [_tensor("logits", "float32", [-1, len(checkpoint["labels"])])]}},
-            "image": spec}
+    return {
+        "graphs": {
+            "model": {
+                "file": "model.onnx",
+                "inputs": [_tensor("pixels", "float32", [-1, *shape])],
+                "outputs": [_tensor("logits", "float32", [-1, len(checkpoint["labels"])])],
+            }
+        },
+        "image": spec,
+    }
 
 
 def _random_batch(rng: np.random.Generator, batch: int, seq: int, vocab: int) -> dict[str, np.ndarray]:
@@ -80,25 +96,55 @@ def _random_batch(rng: np.random.Generator, batch: int, seq: int, vocab: int) ->
 def _export_sentiment(model: nn.Module, checkpoint: dict, path: Path) -> dict:
     vocab = checkpoint["model_args"]["vocab_size"]
     sample = _random_batch(np.random.default_rng(1), 2, 9, vocab)
-    torch.onnx.export(model, (torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["lengths"])),
-                      str(path), input_names=["input_ids", "lengths"], output_names=["logits"],
-                      dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "lengths": {0: "batch"},
-                                    "logits": {0: "batch"}}, opset_version=OPSET, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.from_numpy(sample["input_ids"]), torch.from_numpy(sample["lengths"])),
+        str(path),
+        input_names=["input_ids", "lengths"],
+        output_names=["logits"],
+        dynamic_axes={
+            "input_ids": {0: "batch", 1: "sequence"},
+            "lengths": {0: "batch"},
+            "logits": {0: "batch"},
+        },
+        opset_version=OPSET,
+        dynamo=False,
+    )
     rng = np.random.default_rng(0)
     feeds = [_random_batch(rng, b, s, vocab) for b, s in ((1, 1), (3, 17), (5, 64), (2, 300))]
-    onnx_parity(path, lambda input_ids, lengths: [
-        model(torch.from_numpy(input_ids), torch.from_numpy(lengths)).detach().numpy()], feeds)
-    return {"graphs": {"model": {"file": "model.onnx",
-                                 "inputs": [_tensor("input_ids", "int64", [-1, -1]),
-                                            _tensor("lengths", "int64", [-1])],
-                                 "outputs": [_tensor("logits", "float32", [-1, len(checkpoint["labels"])])]}},
-            "text": {"tokenizer": "tokenizer.json", **checkpoint["text"],
-                     "input_ids": "input_ids", "lengths": "lengths"}}
+    onnx_parity(
+        path,
+        lambda input_ids, lengths: [
+            model(torch.from_numpy(input_ids), torch.from_numpy(lengths)).detach().numpy()
+        ],
+        feeds,
+    )
+    return {
+        "graphs": {
+            "model": {
+                "file": "model.onnx",
+                "inputs": [_tensor("input_ids", "int64", [-1, -1]), _tensor("lengths", "int64", [-1])],
+                "outputs": [_tensor("logits", "float32", [-1, len(checkpoint["labels"])])],
+            }
+        },
+        "text": {
+            "tokenizer": "tokenizer.json",
+            **checkpoint["text"],
+            "input_ids": "input_ids",
+            "lengths": "lengths",
+        },
+    }
 
 
-def export_version(checkpoint_path: Path, out_root: Path, name: str | None = None,
-                   version: int | None = None, notes: list[str] | None = None,
-                   length_penalty: float = 0.0, flip_average: bool = False) -> Path:
+def export_version(
+    checkpoint_path: Path,
+    out_root: Path,
+    name: str | None = None,
+    version: int | None = None,
+    notes: list[str] | None = None,
+    length_penalty: float = 0.0,
+    flip_average: bool = False,
+) -> Path:
     """Export a run (or checkpoint file) to ``out_root/<name>/<version>/``; return the version directory.
 
     ``notes`` are known limits specific to this version, kept in the manifest's provenance and listed in
@@ -110,8 +156,9 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
     if kind == "captioner":
         from training.caption.export import export_version as export_captioner
 
-        return export_captioner(checkpoint_path, out_root, name or "captioner", version, notes,
-                                length_penalty)
+        return export_captioner(
+            checkpoint_path, out_root, name or "captioner", version, notes, length_penalty
+        )
     model = build_model(checkpoint)
     if flip_average:
         if kind == "sentiment":
@@ -123,26 +170,35 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
         with torch.no_grad():
             part = (_export_sentiment if kind == "sentiment" else _export_image)(model, checkpoint, onnx_path)
         check_onnx(onnx_path)
-        files: dict[str, Path | bytes | str] = {"model.onnx": onnx_path,
-                                                 "labels.txt": "\n".join(checkpoint["labels"]) + "\n"}
+        files: dict[str, Path | bytes | str] = {
+            "model.onnx": onnx_path,
+            "labels.txt": "\n".join(checkpoint["labels"]) + "\n",
+        }
         if kind == "sentiment":
             files["tokenizer.json"] = checkpoint["tokenizer"]
         confusion = checkpoint_path.parent / "confusion.png"
         if confusion.is_file():
             files["confusion-training.png"] = confusion
-        provenance = {**checkpoint.get("provenance", {}),
-                      "training_time_s": checkpoint.get("training_time_s"),
-                      "training_metrics": checkpoint.get("metrics", {}).get("val", {}),
-                      "checkpoint": str(checkpoint_path.resolve()),
-                      "export_command": f"python -m training export {checkpoint_path.parent} "
-                                        f"--out {out_root}" + (" --flip-average" if flip_average else ""),
-                      "notes": list(notes or [])}
+        provenance = {
+            **checkpoint.get("provenance", {}),
+            "training_time_s": checkpoint.get("training_time_s"),
+            "training_metrics": checkpoint.get("metrics", {}).get("val", {}),
+            "checkpoint": str(checkpoint_path.resolve()),
+            "export_command": f"python -m training export {checkpoint_path.parent} "
+            f"--out {out_root}" + (" --flip-average" if flip_average else ""),
+            "notes": list(notes or []),
+        }
         if flip_average:
             provenance["test_time_augmentation"] = "logits averaged over the image and its horizontal mirror"
-        manifest = {"task": "sentiment" if kind == "sentiment" else "image-classification",
-                    "description": DESCRIPTIONS[kind].format(**checkpoint["model_args"]),
-                    **part, "labels": checkpoint["labels"], "output": "logits", "metrics": {},
-                    "provenance": provenance}
+        manifest = {
+            "task": "sentiment" if kind == "sentiment" else "image-classification",
+            "description": DESCRIPTIONS[kind].format(**checkpoint["model_args"]),
+            **part,
+            "labels": checkpoint["labels"],
+            "output": "logits",
+            "metrics": {},
+            "provenance": provenance,
+        }
         version_dir = write_version(out_root, name, manifest, files, version)
     (version_dir / "card.md").write_text(card.render(read_manifest(version_dir), version_dir))
     update_manifest(version_dir)
@@ -151,7 +207,8 @@ def export_version(checkpoint_path: Path, out_root: Path, name: str | None = Non
 
 def run(args: argparse.Namespace) -> Path:
     """CLI entry: export and print the version directory."""
-    version_dir = export_version(args.run, args.out, args.name, args.version, args.note,
-                                 args.length_penalty, args.flip_average)
+    version_dir = export_version(
+        args.run, args.out, args.name, args.version, args.note, args.length_penalty, args.flip_average
+    )
     print(f"exported {version_dir}")
     return version_dir

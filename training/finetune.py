@@ -20,46 +20,63 @@ KIND = "resnet"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``pretrain`` and ``finetune`` subcommands."""
     pre = subparsers.add_parser(
-        "pretrain", help="train a ResNet from scratch on a source ImageFolder (e.g. cifar10-subset)",
+        "pretrain",
+        help="train a ResNet from scratch on a source ImageFolder (e.g. cifar10-subset)",
         description="Train a torchvision ResNet from random initialisation on <data>/train, validating on "
-                    "<data>/val|validation|test; its checkpoint is a backbone for `finetune --weights PATH`. "
-                    "SGD (momentum 0.9, nesterov) with a one-cycle schedule, label smoothing, random resized "
-                    "crop and flip.")
+        "<data>/val|validation|test; its checkpoint is a backbone for `finetune --weights PATH`. "
+        "SGD (momentum 0.9, nesterov) with a one-cycle schedule, label smoothing, random resized "
+        "crop and flip.",
+    )
     _add_data_args(pre, image_size=64, arch="resnet18")
-    pre.add_argument("--min-scale", type=float, default=0.5,
-                     help="smallest random-resized-crop area (default 0.5)")
+    pre.add_argument(
+        "--min-scale", type=float, default=0.5, help="smallest random-resized-crop area (default 0.5)"
+    )
     pre.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
-    pre.add_argument("--init", default=None,
-                     help="continue from this earlier pretrain checkpoint (a new one-cycle schedule over "
-                          "--epochs) instead of random initialisation; recorded in provenance")
+    pre.add_argument(
+        "--init",
+        default=None,
+        help="continue from this earlier pretrain checkpoint (a new one-cycle schedule over "
+        "--epochs) instead of random initialisation; recorded in provenance",
+    )
     engine.add_common_args(pre, epochs=15, batch_size=128, lr=0.1, weight_decay=5e-4, name="cifar10-resnet18")
     pre.set_defaults(func=pretrain)
 
     fin = subparsers.add_parser(
-        "finetune", help="fine-tune a ResNet on an ImageFolder in two stages (head, then layer4)",
+        "finetune",
+        help="fine-tune a ResNet on an ImageFolder in two stages (head, then layer4)",
         description="Stage 1 trains a new linear head with the body frozen (--head-epochs at --lr); stage 2 "
-                    "also unfreezes the last block, layer4, at the lower --body-lr (--epochs). Random "
-                    "resized crop and flip; eval resizes the short side to size/0.875 and center-crops.")
+        "also unfreezes the last block, layer4, at the lower --body-lr (--epochs). Random "
+        "resized crop and flip; eval resizes the short side to size/0.875 and center-crops.",
+    )
     _add_data_args(fin, image_size=160, arch="resnet18")
-    fin.add_argument("--weights", default=None,
-                     help="initialisation: 'imagenet' (torchvision's weights, downloaded), a PATH to a state "
-                          "dict or project checkpoint (e.g. runs/<pretrain-run>/checkpoint.pt), or omitted "
-                          "for random")
+    fin.add_argument(
+        "--weights",
+        default=None,
+        help="initialisation: 'imagenet' (torchvision's weights, downloaded), a PATH to a state "
+        "dict or project checkpoint (e.g. runs/<pretrain-run>/checkpoint.pt), or omitted "
+        "for random",
+    )
     fin.add_argument("--head-epochs", type=int, default=3, help="stage 1 epochs, body frozen (default 3)")
     fin.add_argument("--body-lr", type=float, default=0.01, help="stage 2 learning rate (default 0.01)")
-    fin.add_argument("--min-scale", type=float, default=0.35,
-                     help="smallest random-resized-crop area (default 0.35)")
+    fin.add_argument(
+        "--min-scale", type=float, default=0.35, help="smallest random-resized-crop area (default 0.35)"
+    )
     fin.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
     engine.add_common_args(fin, epochs=5, batch_size=64, lr=0.05, weight_decay=1e-4, name="pets-resnet18")
     fin.set_defaults(func=finetune)
 
 
 def _add_data_args(parser: argparse.ArgumentParser, *, image_size: int, arch: str) -> None:
-    parser.add_argument("--data", type=Path, required=True,
-                        help="ImageFolder root with train/ and val/ (or validation/ or test/) class folders")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="ImageFolder root with train/ and val/ (or validation/ or test/) class folders",
+    )
     parser.add_argument("--arch", choices=ARCHS, default=arch, help="ResNet depth (default %(default)s)")
-    parser.add_argument("--image-size", type=int, default=image_size,
-                        help="square input size in pixels (default %(default)s)")
+    parser.add_argument(
+        "--image-size", type=int, default=image_size, help="square input size in pixels (default %(default)s)"
+    )
 
 
 def _datasets(args: argparse.Namespace, preset: presets.ImagePreset):
@@ -84,12 +101,22 @@ def set_stage(model: nn.Module, stage: int) -> list[nn.Parameter]:
 
 
 def _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init) -> None:
-    engine.finish_run(run_dir, kind=KIND, model=model,
-                      model_args={"arch": args.arch, "num_classes": len(labels)}, labels=labels,
-                      history=history, confusion=confusion, started=started,
-                      extra={"image": preset.manifest(),
-                             "provenance": provenance(args.data, seed=args.seed, device=device,
-                                                      initialisation=init, recipe=args.command)})
+    engine.finish_run(
+        run_dir,
+        kind=KIND,
+        model=model,
+        model_args={"arch": args.arch, "num_classes": len(labels)},
+        labels=labels,
+        history=history,
+        confusion=confusion,
+        started=started,
+        extra={
+            "image": preset.manifest(),
+            "provenance": provenance(
+                args.data, seed=args.seed, device=device, initialisation=init, recipe=args.command
+            ),
+        },
+    )
 
 
 def pretrain(args: argparse.Namespace) -> Path:
@@ -110,8 +137,9 @@ def pretrain(args: argparse.Namespace) -> Path:
         scheduler = engine.one_cycle(optimizer, args.lr, args.epochs * len(loaders[0]), pct_start=0.2)
         criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
         history: dict[str, list[float]] = {}
-        confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, args.epochs, history,
-                                      len(labels), scheduler)
+        confusion = engine.run_epochs(
+            model, criterion, optimizer, loaders, device, args.epochs, history, len(labels), scheduler
+        )
         _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)
     return run_dir
 
@@ -136,8 +164,9 @@ def finetune(args: argparse.Namespace) -> Path:
             optimizer = _sgd(set_stage(model, stage), lr, args.weight_decay)
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(loaders[0]))
             print(f"stage {stage}: {epochs} epochs at lr {lr}", flush=True)
-            confusion = engine.run_epochs(model, criterion, optimizer, loaders, device, epochs, history,
-                                          len(labels), scheduler)
+            confusion = engine.run_epochs(
+                model, criterion, optimizer, loaders, device, epochs, history, len(labels), scheduler
+            )
         if confusion is None:
             raise ValueError("nothing to train: --head-epochs and --epochs are both 0")
         _finish(args, run_dir, model, labels, history, confusion, started, preset, device, init)

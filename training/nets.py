@@ -28,14 +28,24 @@ class DigitsCNN(nn.Module):
         layers: list[nn.Module] = []
         channels = config.in_channels
         for out in config.channels:
-            layers += [nn.Conv2d(channels, out, 3, padding=1), nn.ReLU(inplace=True),
-                       nn.Conv2d(out, out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(out, out, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
         side = config.image_size // 2 ** len(config.channels)
-        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(config.dropout),
-                                  nn.Linear(channels * side * side, config.hidden), nn.ReLU(inplace=True),
-                                  nn.Dropout(config.dropout), nn.Linear(config.hidden, config.num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(channels * side * side, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.num_classes),
+        )
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(pixels))
@@ -78,8 +88,9 @@ class SentimentLSTM(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=config.pad_id)
         self.forward_lstm = nn.LSTM(config.embed_dim, config.hidden, batch_first=True)
-        self.backward_lstm = (nn.LSTM(config.embed_dim, config.hidden, batch_first=True)
-                              if config.bidirectional else None)
+        self.backward_lstm = (
+            nn.LSTM(config.embed_dim, config.hidden, batch_first=True) if config.bidirectional else None
+        )
         directions = 2 if config.bidirectional else 1
         features = config.hidden * directions * (2 if config.pooling == "max-mean" else 1)
         self.dropout = nn.Dropout(config.dropout)
@@ -89,8 +100,9 @@ class SentimentLSTM(nn.Module):
         if self.config.pooling == "last":
             index = (lengths - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
             return torch.gather(outputs, 1, index).squeeze(1)
-        real = (torch.arange(outputs.shape[1], device=outputs.device).unsqueeze(0)
-                < lengths.unsqueeze(1)).unsqueeze(-1)
+        real = (
+            torch.arange(outputs.shape[1], device=outputs.device).unsqueeze(0) < lengths.unsqueeze(1)
+        ).unsqueeze(-1)
         mean = (outputs * real).sum(1) / lengths.unsqueeze(1).to(outputs.dtype)
         peak = outputs.masked_fill(~real, float("-inf")).amax(1)
         return torch.cat([peak, mean], dim=1)

@@ -48,8 +48,11 @@ class ImagePreset:
     def eval_transform(self) -> T.Compose:
         """Decode-time preprocessing the service reproduces from the manifest."""
         bilinear = T.InterpolationMode.BILINEAR
-        geometry = ([T.Resize(self.resize, interpolation=bilinear), T.CenterCrop(self.size)]
-                    if self.resize is not None else [T.Resize(self.size, interpolation=bilinear)])
+        geometry = (
+            [T.Resize(self.resize, interpolation=bilinear), T.CenterCrop(self.size)]
+            if self.resize is not None
+            else [T.Resize(self.size, interpolation=bilinear)]
+        )
         return T.Compose([ConvertMode(self.color_mode), *geometry, *self._tail()])
 
     def train_transform(self, augment: list) -> T.Compose:
@@ -58,8 +61,14 @@ class ImagePreset:
 
     def manifest(self) -> dict:
         """The ``image`` block of the manifest (models/README.md)."""
-        return {"color_mode": self.color_mode, "resize": self.resize, "size": list(self.size),
-                "mean": list(self.mean), "std": list(self.std), "invert": self.invert}
+        return {
+            "color_mode": self.color_mode,
+            "resize": self.resize,
+            "size": list(self.size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "invert": self.invert,
+        }
 
 
 def digits_preset() -> ImagePreset:

@@ -44,8 +44,14 @@ def hardware(device: torch.device) -> str:
 def git_commit() -> str | None:
     """The project's current git commit, or None outside a checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -58,6 +64,13 @@ def command_line() -> str:
 
 def provenance(data: Path, *, seed: int, device: torch.device, initialisation: str, **extra: object) -> dict:
     """The provenance block stored in a checkpoint and copied into the manifest on export."""
-    return {"dataset": dataset_info(data), "seed": seed, "command": command_line(),
-            "hardware": hardware(device), "initialisation": initialisation, "git_commit": git_commit(),
-            "torch": torch.__version__, **extra}
+    return {
+        "dataset": dataset_info(data),
+        "seed": seed,
+        "command": command_line(),
+        "hardware": hardware(device),
+        "initialisation": initialisation,
+        "git_commit": git_commit(),
+        "torch": torch.__version__,
+        **extra,
+    }

@@ -134,8 +134,15 @@ def plot_confusion(path: Path, matrix: Any, labels: list[str]) -> Path:
     ax.set_ylabel("true")
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):
-        ax.text(j, i, str(int(value)), ha="center", va="center",
-                color="white" if value > threshold else "black", fontsize=8)
+        ax.text(
+            j,
+            i,
+            str(int(value)),
+            ha="center",
+            va="center",
+            color="white" if value > threshold else "black",
+            fontsize=8,
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

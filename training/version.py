@@ -31,8 +31,11 @@ def sha256_file(path: Path) -> str:
 
 
 def _file_hashes(version_dir: Path) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in sorted(version_dir.iterdir())
-            if p.is_file() and p.name != MANIFEST_NAME}
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(version_dir.iterdir())
+        if p.is_file() and p.name != MANIFEST_NAME
+    }
 
 
 def _write_manifest(version_dir: Path, manifest: dict) -> None:
@@ -45,8 +48,13 @@ def next_version(model_dir: Path) -> int:
     return max(existing, default=0) + 1
 
 
-def write_version(out_root: Path, name: str, manifest: dict, files: dict[str, Path | bytes | str],
-                  version: int | None = None) -> Path:
+def write_version(
+    out_root: Path,
+    name: str,
+    manifest: dict,
+    files: dict[str, Path | bytes | str],
+    version: int | None = None,
+) -> Path:
     """Write ``out_root/name/version/`` with ``files`` and a complete manifest; return its path.
 
     ``files`` maps file names to a path to copy, bytes, or text. ``format``, ``name``, ``version``,
@@ -74,9 +82,13 @@ def write_version(out_root: Path, name: str, manifest: dict, files: dict[str, Pa
             target.write_bytes(content)
         else:
             target.write_text(content)
-    full = {"format": MANIFEST_FORMAT, "name": name, "version": version,
-            "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            **{k: v for k, v in manifest.items() if k not in ("format", "name", "version", "created")}}
+    full = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        **{k: v for k, v in manifest.items() if k not in ("format", "name", "version", "created")},
+    }
     full["files"] = _file_hashes(staging)
     _write_manifest(staging, full)
     staging.rename(final)
@@ -107,8 +119,13 @@ def check_onnx(path: Path) -> None:
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-def onnx_parity(onnx_path: Path, reference: Callable[..., Sequence[np.ndarray]],
-                feeds: list[dict[str, np.ndarray]], atol: float = 1e-4, rtol: float = 1e-3) -> float:
+def onnx_parity(
+    onnx_path: Path,
+    reference: Callable[..., Sequence[np.ndarray]],
+    feeds: list[dict[str, np.ndarray]],
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> float:
     """Compare onnxruntime with ``reference`` on each feed; return the largest absolute difference.
 
     ``reference`` takes the feed's arrays as keyword arguments and returns the outputs in graph order.
@@ -128,6 +145,8 @@ def onnx_parity(onnx_path: Path, reference: Callable[..., Sequence[np.ndarray]],
             worst = max(worst, float(diff.max(initial=0.0)))
             if np.any(diff > atol + rtol * np.abs(e)):
                 shapes = {k: v.shape for k, v in feed.items()}
-                raise ParityError(f"{onnx_path.name}: output {name} differs from PyTorch by up to "
-                                  f"{diff.max():.3g} (atol {atol}, rtol {rtol}) for inputs {shapes}")
+                raise ParityError(
+                    f"{onnx_path.name}: output {name} differs from PyTorch by up to "
+                    f"{diff.max():.3g} (atol {atol}, rtol {rtol}) for inputs {shapes}"
+                )
     return worst

@@ -12,8 +12,12 @@ from PIL import Image, ImageDraw
 
 from .conftest import ROOT, running_client, upload
 
-SHIPPED = {"digits-cnn": "image-classification", "sentiment-lstm": "sentiment",
-           "pets-resnet18": "image-classification", "captioner": "image-captioning"}
+SHIPPED = {
+    "digits-cnn": "image-classification",
+    "sentiment-lstm": "sentiment",
+    "pets-resnet18": "image-classification",
+    "captioner": "image-captioning",
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +51,9 @@ def test_the_defaults_load_and_carry_their_cards(client: TestClient) -> None:
 def test_a_drawn_one_is_a_one(client: TestClient) -> None:
     image = Image.new("L", (28, 28), 0)
     ImageDraw.Draw(image).line([(14, 5), (14, 23)], fill=255, width=3)  # MNIST style: light on dark
-    response = client.post("/v1/classify-image", data={"model": "digits-cnn"},
-                           files=[upload(_encoded(image), "one.png")])
+    response = client.post(
+        "/v1/classify-image", data={"model": "digits-cnn"}, files=[upload(_encoded(image), "one.png")]
+    )
     assert response.json()["results"][0]["predictions"][0]["label"] == "1"
 
 
@@ -73,8 +78,10 @@ def test_the_default_captioner_writes_a_caption(client: TestClient) -> None:
 
 
 def test_sentiment_of_clear_reviews(client: TestClient) -> None:
-    texts = ["A wonderful, moving film with brilliant acting. I loved every minute of it.",
-             "Dull, boring and badly acted: a complete waste of time. The worst film this year."]
+    texts = [
+        "A wonderful, moving film with brilliant acting. I loved every minute of it.",
+        "Dull, boring and badly acted: a complete waste of time. The worst film this year.",
+    ]
     body = client.post("/v1/sentiment", json={"texts": texts}).json()
     assert body["model"] == "sentiment-lstm"
     assert [r["label"] for r in body["results"]] == ["positive", "negative"]

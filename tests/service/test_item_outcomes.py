@@ -39,9 +39,7 @@ def test_a_bad_image_among_good_ones_gets_its_own_error(client: TestClient) -> N
     }
     assert results[2] == {
         "filename": "huge.png",
-        **error(
-            "image_too_large", "huge.png: image is 200x100 pixels, more than the limit of 10000", 413
-        ),
+        **error("image_too_large", "huge.png: image is 200x100 pixels, more than the limit of 10000", 413),
     }
     assert results[3]["predictions"][0]["label"] == "blue"
 

@@ -41,8 +41,13 @@ def _image(path: Path, colour: str, seed: int) -> None:
 
 
 def _captions(colour: str) -> list[str]:
-    return [f"A {colour} square.", f"a {colour} box", f"The {colour} picture!",
-            f"A {colour} square on a wall", f"a bright {colour} square"]
+    return [
+        f"A {colour} square.",
+        f"a {colour} box",
+        f"The {colour} picture!",
+        f"A {colour} square on a wall",
+        f"a bright {colour} square",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -64,10 +69,35 @@ def flickr(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _caption_argv(flickr: Path, out: Path, epochs: int) -> list[str]:
     """A tiny decoder (random encoder) on the fake Flickr8k."""
-    return ["caption", "--data", str(flickr), "--out", str(out), "--epochs", str(epochs), "--batch-size", "8",
-            "--image-size", str(SIZE), "--embed-dim", "16", "--attention-dim", "16", "--hidden-dim", "32",
-            "--min-freq", "1", "--max-length", "8", "--workers", "0", "--bleu-images", "3",
-            "--feature-layer", "layer3"]  # what the default captioner ships with
+    return [
+        "caption",
+        "--data",
+        str(flickr),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        "8",
+        "--image-size",
+        str(SIZE),
+        "--embed-dim",
+        "16",
+        "--attention-dim",
+        "16",
+        "--hidden-dim",
+        "32",
+        "--min-freq",
+        "1",
+        "--max-length",
+        "8",
+        "--workers",
+        "0",
+        "--bleu-images",
+        "3",
+        "--feature-layer",
+        "layer3",
+    ]  # what the default captioner ships with
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +139,10 @@ def test_coco_layout(tmp_path: Path) -> None:
     (tmp_path / "annotations").mkdir()
     (tmp_path / "val2014").mkdir()
     _image(tmp_path / "val2014" / "COCO_1.jpg", "red", 0)
-    data = {"images": [{"id": 1, "file_name": "COCO_1.jpg"}, {"id": 2, "file_name": "unused.jpg"}],
-            "annotations": [{"image_id": 1, "caption": "A red square. "}, {"image_id": 1, "caption": "red"}]}
+    data = {
+        "images": [{"id": 1, "file_name": "COCO_1.jpg"}, {"id": 2, "file_name": "unused.jpg"}],
+        "annotations": [{"image_id": 1, "caption": "A red square. "}, {"image_id": 1, "caption": "red"}],
+    }
     (tmp_path / "annotations" / "captions_val2014.json").write_text(json.dumps(data))
     [item] = load_split(tmp_path, "dev")
     assert item.path == tmp_path / "val2014" / "COCO_1.jpg" and item.captions == ("A red square.", "red")
@@ -165,17 +197,22 @@ def test_layer3_encoder_is_a_quarter_of_the_body_with_a_finer_grid() -> None:
 
 def _toy_step(table: dict[tuple[int, ...], list[float]]):
     """A fake decoder whose 'state' h carries the last token, to test the search semantics alone."""
+
     def step(tokens, h, c, images):
         rows = [np.log(np.asarray(table[(int(t),)], dtype=np.float32) + 1e-9) for t in tokens]
         return np.stack(rows), np.asarray(tokens, np.float32)[:, None], c
+
     return step
 
 
 def test_beam_search_beats_greedy_on_toy_decoder() -> None:
     # ids: 0 pad, 1 unk, 2 bos, 3 eos, 4 "a", 5 "b". Greedy takes "a" (0.5) then is stuck at 0.3;
     # beam 2 also keeps "b" (0.4), whose <end> follows with 0.9.
-    table = {(2,): [0, 0, 0, 0.1, 0.5, 0.4], (4,): [0, 0, 0, 0.3, 0.35, 0.35],
-             (5,): [0, 0, 0, 0.9, 0.05, 0.05]}
+    table = {
+        (2,): [0, 0, 0, 0.1, 0.5, 0.4],
+        (4,): [0, 0, 0, 0.3, 0.35, 0.35],
+        (5,): [0, 0, 0, 0.9, 0.05, 0.05],
+    }
     args = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
     options = {"bos": 2, "eos": 3, "max_length": 4}
     best = beam_search(_toy_step(table), *args, beam_size=2, **options)
@@ -187,22 +224,28 @@ def test_beam_search_beats_greedy_on_toy_decoder() -> None:
 # ids as above plus 6 "c". Beam 2 finishes "a <end>" (0.6 * 0.5 = 0.3, 2 tokens) and "b c <end>"
 # (0.4 * 0.8 * 0.8 = 0.256, 3 tokens): the summed log-probability prefers the first, the mean per token
 # the second.
-LENGTH_TABLE = {(2,): [0, 0, 0, 0, 0.6, 0.4, 0], (4,): [0, 0, 0, 0.5, 0.25, 0.25, 0],
-                (5,): [0, 0, 0, 0.1, 0.1, 0, 0.8], (6,): [0, 0, 0, 0.8, 0.1, 0.1, 0]}
+LENGTH_TABLE = {
+    (2,): [0, 0, 0, 0, 0.6, 0.4, 0],
+    (4,): [0, 0, 0, 0.5, 0.25, 0.25, 0],
+    (5,): [0, 0, 0, 0.1, 0.1, 0, 0.8],
+    (6,): [0, 0, 0, 0.8, 0.1, 0.1, 0],
+}
 
 
 @pytest.mark.parametrize(("length_penalty", "ids"), [(0.0, (4, 3)), (1.0, (5, 6, 3))])
 def test_length_penalty_picks_among_finished_captions(length_penalty: float, ids: tuple[int, ...]) -> None:
     args = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
-    best = beam_search(_toy_step(LENGTH_TABLE), *args, bos=2, eos=3, max_length=5, beam_size=2,
-                       length_penalty=length_penalty)
+    best = beam_search(
+        _toy_step(LENGTH_TABLE), *args, bos=2, eos=3, max_length=5, beam_size=2, length_penalty=length_penalty
+    )
     assert best.ids == ids
 
 
 def test_bleu_on_known_examples() -> None:
     reference = ["the", "cat", "sat", "on", "the", "mat"]
     assert bleu_scores([[reference]], [reference]) == pytest.approx(
-        {"bleu1": 1.0, "bleu2": 1.0, "bleu3": 1.0, "bleu4": 1.0})
+        {"bleu1": 1.0, "bleu2": 1.0, "bleu3": 1.0, "bleu4": 1.0}
+    )
     # all unigrams match, but the brevity penalty for 2 words against 6 is exp(1 - 6/2)
     assert bleu_scores([[reference]], [["the", "cat"]])["bleu1"] == pytest.approx(np.exp(-2))
     with pytest.raises(ValueError, match="one reference set per hypothesis"):
@@ -210,8 +253,15 @@ def test_bleu_on_known_examples() -> None:
 
 
 def test_training_run_writes_its_outputs(run_dir: Path) -> None:
-    for name in ("config.json", "metrics.json", "checkpoint.pt", "samples.json", "tokenizer.json",
-                 "curve-loss.png", "curve-bleu4.png"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "checkpoint.pt",
+        "samples.json",
+        "tokenizer.json",
+        "curve-loss.png",
+        "curve-bleu4.png",
+    ):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["best_epoch"] == 1 and set(metrics["dev"]) >= {"loss", "accuracy", "bleu1", "bleu4"}
@@ -220,8 +270,9 @@ def test_training_run_writes_its_outputs(run_dir: Path) -> None:
     assert model.config.hidden_dim == 32 and checkpoint["max_length"] == 8
 
 
-def test_ctrl_c_keeps_the_best_finished_epoch(flickr: Path, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_keeps_the_best_finished_epoch(
+    flickr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import training.caption.train as caption_train
 
     calls = {"train": 0}
@@ -241,8 +292,9 @@ def test_ctrl_c_keeps_the_best_finished_epoch(flickr: Path, tmp_path: Path,
     assert metrics["best_epoch"] in (1, 2) and len(metrics["history"]["dev_bleu4"]) == 2
 
 
-def test_ctrl_c_before_any_epoch_is_not_swallowed(flickr: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_before_any_epoch_is_not_swallowed(
+    flickr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import training.caption.train as caption_train
 
     def interrupt(*args, **kwargs):
@@ -263,15 +315,22 @@ def test_export_writes_the_contract(version_dir: Path) -> None:
     assert [t["name"] for t in encoder["outputs"]] == ["features", "h0", "c0", "projected"]
     assert encoder["outputs"][0]["shape"] == [-1, 16, 256]  # layer3, stride 16
     assert [(t["name"], t["dtype"]) for t in decoder["inputs"]] == [
-        ("tokens", "int64"), ("h", "float32"), ("c", "float32"), ("features", "float32"),
-        ("projected", "float32"), ("image_index", "int64")]
+        ("tokens", "int64"),
+        ("h", "float32"),
+        ("c", "float32"),
+        ("features", "float32"),
+        ("projected", "float32"),
+        ("image_index", "int64"),
+    ]
     assert [t["name"] for t in decoder["outputs"]] == ["log_probs", "h_out", "c_out", "alpha"]
     caption = manifest["caption"]
     assert (caption["bos_id"], caption["eos_id"], caption["pad_id"], caption["unk_id"]) == (2, 3, 0, 1)
     assert caption["max_length"] == 8 and manifest["provenance"]["export_parity"]["beam_search"]
     card = (version_dir / "card.md").read_text()
-    assert all(part in card for part in ("## Data", "licence", "reproduce: `",
-                                         "## Sample captions", "## Known limits"))
+    assert all(
+        part in card
+        for part in ("## Data", "licence", "reproduce: `", "## Sample captions", "## Known limits")
+    )
 
 
 def test_onnx_step_parity_and_beam_search(version_dir: Path, run_dir: Path) -> None:
@@ -288,13 +347,21 @@ def test_onnx_step_parity_and_beam_search(version_dir: Path, run_dir: Path) -> N
     tokens, images = np.array([2, 5, 7, 3, 9], dtype=np.int64), np.array([3, 0, 3, 1, 0])
     h, c = h0.numpy()[images], c0.numpy()[images]
     torch_step = numpy_step(model.decoder, torch.device("cpu"), features)
-    for got, expected in zip(onnx_model.step_for(encoded[0], encoded[3])(tokens, h, c, images),
-                             torch_step(tokens, h, c, images), strict=True):
+    for got, expected in zip(
+        onnx_model.step_for(encoded[0], encoded[3])(tokens, h, c, images),
+        torch_step(tokens, h, c, images),
+        strict=True,
+    ):
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
-    options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": 8, "beam_size": 3,
-               "length_penalty": onnx_model.spec["length_penalty"]}
+    options = {
+        "bos": BOS_ID,
+        "eos": EOS_ID,
+        "max_length": 8,
+        "beam_size": 3,
+        "length_penalty": onnx_model.spec["length_penalty"],
+    }
     for i, hypothesis in enumerate(onnx_model.search(pixels, beam_size=3)):
-        expected = beam_search(torch_step, h0[i:i + 1].numpy(), c0[i:i + 1].numpy(), image=i, **options)
+        expected = beam_search(torch_step, h0[i : i + 1].numpy(), c0[i : i + 1].numpy(), image=i, **options)
         assert hypothesis.ids == expected.ids
         assert hypothesis.score == pytest.approx(expected.score, abs=1e-4)
 

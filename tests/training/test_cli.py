@@ -19,15 +19,31 @@ from training.cli import main  # noqa: E402
 from training.version import sha256_file  # noqa: E402
 
 FAST = ["--epochs", "1", "--workers", "0", "--batch-size", "8"]
-COMMON = {"format", "name", "version", "task", "description", "created", "files", "graphs", "metrics",
-          "provenance"}
+COMMON = {
+    "format",
+    "name",
+    "version",
+    "task",
+    "description",
+    "created",
+    "files",
+    "graphs",
+    "metrics",
+    "provenance",
+}
 
 
 def _train(args: list[str], out: Path) -> Path:
     assert main([*args, *FAST, "--out", str(out)]) == 0
     (run_dir,) = out.iterdir()  # each test trains into its own, empty root
-    for name in ("config.json", "metrics.json", "checkpoint.pt", "curve-loss.png", "curve-acc.png",
-                 "confusion.png"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "checkpoint.pt",
+        "curve-loss.png",
+        "curve-acc.png",
+        "confusion.png",
+    ):
         assert (run_dir / name).is_file(), name
     return run_dir
 
@@ -55,10 +71,17 @@ def check_manifest(version_dir: Path) -> dict:
     if manifest["task"] == "image-classification":
         assert manifest["image"].keys() == {"color_mode", "resize", "size", "mean", "std", "invert"}
     else:
-        assert manifest["text"].keys() == {"tokenizer", "max_length", "pad_id", "unk_id", "input_ids",
-                                           "lengths"}
-    assert {"dataset", "seed", "command", "hardware", "training_time_s", "initialisation"} <= \
-        manifest["provenance"].keys()
+        assert manifest["text"].keys() == {
+            "tokenizer",
+            "max_length",
+            "pad_id",
+            "unk_id",
+            "input_ids",
+            "lengths",
+        }
+    assert {"dataset", "seed", "command", "hardware", "training_time_s", "initialisation"} <= manifest[
+        "provenance"
+    ].keys()
     return manifest
 
 
@@ -85,8 +108,10 @@ def test_digits_train_export_evaluate(
 
 
 def test_sentiment_train_export_padding_invariance(text_csv: Path, tmp_path: Path) -> None:
-    run_dir = _train(["sentiment", "--data", str(text_csv), "--max-length", "16", "--embed-dim", "8",
-                      "--hidden", "8"], tmp_path / "runs")
+    run_dir = _train(
+        ["sentiment", "--data", str(text_csv), "--max-length", "16", "--embed-dim", "8", "--hidden", "8"],
+        tmp_path / "runs",
+    )
     version_dir, manifest = _export(run_dir, tmp_path / "models")
     assert manifest["text"]["max_length"] == 16 and manifest["labels"] == ["negative", "positive"]
     from tokenizers import Tokenizer
@@ -106,8 +131,20 @@ def test_sentiment_train_export_padding_invariance(text_csv: Path, tmp_path: Pat
 
 def test_pretrain_then_finetune_from_checkpoint(image_folder: Path, tmp_path: Path) -> None:
     pre = _train(["pretrain", "--data", str(image_folder), "--image-size", "32"], tmp_path / "pre")
-    fine = _train(["finetune", "--data", str(image_folder), "--image-size", "32", "--head-epochs", "1",
-                   "--weights", str(pre / "checkpoint.pt")], tmp_path / "fine")
+    fine = _train(
+        [
+            "finetune",
+            "--data",
+            str(image_folder),
+            "--image-size",
+            "32",
+            "--head-epochs",
+            "1",
+            "--weights",
+            str(pre / "checkpoint.pt"),
+        ],
+        tmp_path / "fine",
+    )
     checkpoint = runs.load_checkpoint(fine)
     assert "project checkpoint" in checkpoint["provenance"]["initialisation"]
     assert len(json.loads((fine / "metrics.json").read_text())["history"]["val_acc"]) == 2
@@ -122,8 +159,10 @@ def test_pretrain_then_finetune_from_checkpoint(image_folder: Path, tmp_path: Pa
 
 
 def test_flip_average_export_is_mirror_invariant(image_folder: Path, tmp_path: Path) -> None:
-    run = _train(["finetune", "--data", str(image_folder), "--image-size", "32", "--head-epochs", "1"],
-                 tmp_path / "run")
+    run = _train(
+        ["finetune", "--data", str(image_folder), "--image-size", "32", "--head-epochs", "1"],
+        tmp_path / "run",
+    )
     plain, _ = _export(run, tmp_path / "plain")
     flipped, manifest = _export(run, tmp_path / "flipped", "--flip-average")
     assert "mirror" in manifest["provenance"]["test_time_augmentation"]
@@ -180,24 +219,41 @@ def test_cuda_asked_for_without_a_gpu_is_one_line(tmp_path: Path, capsys: pytest
     assert not (tmp_path / "runs").exists()  # no run directory left behind
 
 
-
-def test_a_missing_init_checkpoint_names_init(image_folder: Path, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_init_checkpoint_names_init(
+    image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "missing.pt"
-    argv = ["pretrain", "--data", str(image_folder), "--image-size", "32", "--init", str(missing), *FAST,
-            "--out", str(tmp_path / "runs")]
+    argv = [
+        "pretrain",
+        "--data",
+        str(image_folder),
+        "--image-size",
+        "32",
+        "--init",
+        str(missing),
+        *FAST,
+        "--out",
+        str(tmp_path / "runs"),
+    ]
     assert main(argv) == 2
     assert capsys.readouterr().err == f"error: --init {missing}: no such file\n"  # not --weights
 
 
-@pytest.mark.parametrize("error", [
-    urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),  # no DNS: no internet
-    ConnectionResetError(104, "Connection reset by peer"),
-    http.client.IncompleteRead(b"partial", 1000),  # the connection dropped during the download
-], ids=["no-network", "reset", "incomplete"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        urllib.error.URLError(socket.gaierror(-2, "Name or service not known")),  # no DNS: no internet
+        ConnectionResetError(104, "Connection reset by peer"),
+        http.client.IncompleteRead(b"partial", 1000),  # the connection dropped during the download
+    ],
+    ids=["no-network", "reset", "incomplete"],
+)
 def test_imagenet_weights_without_internet_are_one_line(
-    error: Exception, image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str]
+    error: Exception,
+    image_folder: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # nothing cached: torch downloads
 
@@ -205,12 +261,23 @@ def test_imagenet_weights_without_internet_are_one_line(
         raise error
 
     monkeypatch.setattr(torch.hub, "urlopen", offline)
-    argv = ["finetune", "--data", str(image_folder), "--image-size", "32", "--weights", "imagenet", *FAST,
-            "--out", str(tmp_path / "runs")]
+    argv = [
+        "finetune",
+        "--data",
+        str(image_folder),
+        "--image-size",
+        "32",
+        "--weights",
+        "imagenet",
+        *FAST,
+        "--out",
+        str(tmp_path / "runs"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: --weights imagenet: downloading torchvision's "
-                                                     "resnet18 ImageNet weights from https://")
+    assert err.count("\n") == 1 and err.startswith(
+        "error: --weights imagenet: downloading torchvision's resnet18 ImageNet weights from https://"
+    )
     assert "need a download from the internet" in err
     assert "pass --weights PATH to a local state dict or checkpoint" in err
     assert "leave out --weights for random initialisation" in err

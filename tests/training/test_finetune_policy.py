@@ -36,8 +36,13 @@ def _same(a: torch.nn.Module, b: torch.nn.Module, prefix: str) -> bool:
 def test_weights_from_state_dict_and_checkpoint(tmp_path: Path) -> None:
     source = build_resnet("resnet18", 10)
     torch.save(source.state_dict(), tmp_path / "state.pt")
-    runs.save_checkpoint(tmp_path / "checkpoint.pt", kind="resnet", model=source,
-                         model_args={"arch": "resnet18", "num_classes": 10}, extra={})
+    runs.save_checkpoint(
+        tmp_path / "checkpoint.pt",
+        kind="resnet",
+        model=source,
+        model_args={"arch": "resnet18", "num_classes": 10},
+        extra={},
+    )
     for path in (tmp_path / "state.pt", tmp_path / "checkpoint.pt"):
         target = build_resnet("resnet18", 2)
         description = load_backbone_weights(target, str(path))

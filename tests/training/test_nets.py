@@ -35,8 +35,9 @@ def test_reverse_within_length() -> None:
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_sentiment_padding_invariance(pooling: str, bidirectional: bool) -> None:
     torch.manual_seed(0)
-    net = SentimentLSTM(SentimentConfig(vocab_size=30, embed_dim=8, hidden=6, pooling=pooling,
-                                        bidirectional=bidirectional)).eval()
+    net = SentimentLSTM(
+        SentimentConfig(vocab_size=30, embed_dim=8, hidden=6, pooling=pooling, bidirectional=bidirectional)
+    ).eval()
     rows = [[5, 6, 7, 8, 9], [4, 3], [11]]
     alone = torch.cat([net(torch.tensor([r]), torch.tensor([len(r)])) for r in rows])
     for width in (5, 9):

@@ -12,9 +12,15 @@ from training import presets  # noqa: E402
 from training.preprocess import preprocess_image  # noqa: E402
 
 
-@pytest.mark.parametrize("preset", [presets.resnet_preset(64), presets.resnet_preset(48, crop=False),
-                                    presets.digits_preset(),
-                                    presets.ImagePreset(size=(20, 30), resize=24, invert=True)])
+@pytest.mark.parametrize(
+    "preset",
+    [
+        presets.resnet_preset(64),
+        presets.resnet_preset(48, crop=False),
+        presets.digits_preset(),
+        presets.ImagePreset(size=(20, 30), resize=24, invert=True),
+    ],
+)
 @pytest.mark.parametrize("size", [(200, 150), (37, 91)])
 def test_numpy_matches_torchvision(preset: presets.ImagePreset, size: tuple[int, int]) -> None:
     pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)

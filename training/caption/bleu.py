@@ -15,8 +15,9 @@ def bleu_scores(references: list[list[list[str]]], hypotheses: list[list[str]]) 
     No smoothing: the standard corpus-level definition used in captioning papers.
     """
     if len(references) != len(hypotheses) or not hypotheses:
-        raise ValueError(f"need one reference set per hypothesis, got {len(references)} and "
-                         f"{len(hypotheses)}")
+        raise ValueError(
+            f"need one reference set per hypothesis, got {len(references)} and {len(hypotheses)}"
+        )
     with warnings.catch_warnings():  # nltk warns on every zero n-gram count; a score of 0 says it already
         warnings.simplefilter("ignore", UserWarning)
         scores = corpus_bleu(references, hypotheses, weights=BLEU_WEIGHTS)

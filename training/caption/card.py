@@ -19,28 +19,41 @@ def render_card(manifest: dict) -> str:
     caption = manifest["caption"]
     training = prov.get("training_metrics", {})
     lines = [
-        f"# {manifest['name']} v{manifest['version']}", "", manifest["description"], "",
-        "## Data", "",
+        f"# {manifest['name']} v{manifest['version']}",
+        "",
+        manifest["description"],
+        "",
+        "## Data",
+        "",
         f"- dataset: {dataset.get('name', '?')} (`{dataset.get('path', '?')}`)",
         f"- licence: {dataset.get('licence', 'unknown')}",
         f"- vocabulary: {manifest['graphs']['decoder']['outputs'][0]['shape'][1]} tokens "
         "(train captions, lowercased, punctuation removed), "
-        f"captions up to {caption['max_length']} tokens", "",
-        "## Training", "",
+        f"captions up to {caption['max_length']} tokens",
+        "",
+        "## Training",
+        "",
         f"- encoder initialisation: {prov.get('initialisation', '?')} ({prov.get('encoder', '?')})",
         f"- reproduce: `{prov.get('command', '?')}` (seed {prov.get('seed', '?')})",
         f"- hardware: {prov.get('hardware', '?')}; training time {prov.get('training_time_s', '?')} s "
         f"(seconds per epoch: {prov.get('epoch_seconds', '?')})",
-        f"- git commit: {prov.get('git_commit')}", "",
-        "## Metrics", "", *_metrics_lines(manifest),
+        f"- git commit: {prov.get('git_commit')}",
+        "",
+        "## Metrics",
+        "",
+        *_metrics_lines(manifest),
         f"- during training (PyTorch, greedy, first {training.get('bleu_images', '?')} dev images, "
-        f"best epoch): " + ", ".join(f"{k} {v:.4f}" for k, v in training.get("dev", {}).items()), "",
-        "## Sample captions (dev images, beam size 3)", "",
+        f"best epoch): " + ", ".join(f"{k} {v:.4f}" for k, v in training.get("dev", {}).items()),
+        "",
+        "## Sample captions (dev images, beam size 3)",
+        "",
     ]
     for sample in prov.get("samples", []):
         lines.append(f"- `{sample['image']}`: **{sample['caption']}** (reference: {sample['references'][0]})")
     lines += [
-        "", "## Known limits", "",
+        "",
+        "## Known limits",
+        "",
         "- Trained on a few thousand Flickr photos of people and dogs: captions are generic, often repeat "
         "frequent phrases, and miss objects, counts and colours; other domains degrade.",
         "- Words outside the vocabulary are never produced; decoding stops at "

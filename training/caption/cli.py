@@ -23,51 +23,109 @@ training there and writes the run with the best finished epoch. Export it with
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``caption`` subcommand."""
-    parser = subparsers.add_parser("caption", help="train the image captioner (Flickr8k or COCO captions)",
-                                   description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True,
-                        help="dataset root, Flickr8k or COCO captions layout (detected from its files)")
-    parser.add_argument("--arch", choices=ARCHS, default="resnet18",
-                        help="encoder ResNet (default %(default)s)")
-    parser.add_argument("--feature-layer", choices=FEATURE_LAYERS, default="layer4",
-                        help="last ResNet stage of the encoder: layer4 (stride 32, the whole body) or layer3 "
-                             "(stride 16: a quarter of the weights, a 4x finer attention grid) "
-                             "(default %(default)s)")
-    parser.add_argument("--encoder-weights", default="none",
-                        help="encoder initialisation: a PATH to a project checkpoint or state dict (e.g. "
-                             "runs/<pretrain-run>/checkpoint.pt), 'imagenet' (torchvision's weights, "
-                             "downloaded) or 'none' for random (default %(default)s)")
-    parser.add_argument("--fine-tune-encoder", action="store_true",
-                        help="train the encoder too (no feature cache: much slower on a CPU)")
-    parser.add_argument("--encoder-lr", type=float, default=1e-4,
-                        help="encoder learning rate with --fine-tune-encoder (default %(default)s)")
-    parser.add_argument("--image-size", type=int, default=160,
-                        help="images are resized straight to this square size (default %(default)s)")
-    parser.add_argument("--embed-dim", type=int, default=256,
-                        help="word embedding size (default %(default)s)")
-    parser.add_argument("--attention-dim", type=int, default=256,
-                        help="attention hidden size (default %(default)s)")
+    parser = subparsers.add_parser(
+        "caption",
+        help="train the image captioner (Flickr8k or COCO captions)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="dataset root, Flickr8k or COCO captions layout (detected from its files)",
+    )
+    parser.add_argument(
+        "--arch", choices=ARCHS, default="resnet18", help="encoder ResNet (default %(default)s)"
+    )
+    parser.add_argument(
+        "--feature-layer",
+        choices=FEATURE_LAYERS,
+        default="layer4",
+        help="last ResNet stage of the encoder: layer4 (stride 32, the whole body) or layer3 "
+        "(stride 16: a quarter of the weights, a 4x finer attention grid) "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--encoder-weights",
+        default="none",
+        help="encoder initialisation: a PATH to a project checkpoint or state dict (e.g. "
+        "runs/<pretrain-run>/checkpoint.pt), 'imagenet' (torchvision's weights, "
+        "downloaded) or 'none' for random (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fine-tune-encoder",
+        action="store_true",
+        help="train the encoder too (no feature cache: much slower on a CPU)",
+    )
+    parser.add_argument(
+        "--encoder-lr",
+        type=float,
+        default=1e-4,
+        help="encoder learning rate with --fine-tune-encoder (default %(default)s)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=160,
+        help="images are resized straight to this square size (default %(default)s)",
+    )
+    parser.add_argument(
+        "--embed-dim", type=int, default=256, help="word embedding size (default %(default)s)"
+    )
+    parser.add_argument(
+        "--attention-dim", type=int, default=256, help="attention hidden size (default %(default)s)"
+    )
     parser.add_argument("--hidden-dim", type=int, default=512, help="LSTM state size (default %(default)s)")
-    parser.add_argument("--dropout", type=engine.probability, default=0.5,
-                        help="dropout before the output layer (default %(default)s)")
-    parser.add_argument("--min-freq", type=int, default=5,
-                        help="keep words seen at least this often in the training captions "
-                             "(default %(default)s)")
-    parser.add_argument("--max-vocab", type=int, default=0,
-                        help="cap the vocabulary at this many tokens, specials included (default 0: no cap)")
-    parser.add_argument("--max-length", type=int, default=20,
-                        help="longest caption in tokens, <end> included; longer training captions are "
-                             "truncated and decoding stops here (default %(default)s)")
-    parser.add_argument("--alpha-c", type=float, default=1.0,
-                        help="weight of the doubly stochastic attention regulariser (default %(default)s)")
-    parser.add_argument("--grad-clip", type=float, default=5.0,
-                        help="clip the gradient norm to this value; 0 disables (default %(default)s)")
-    parser.add_argument("--bleu-images", type=int, default=250,
-                        help="dev images captioned (greedy) for the per-epoch BLEU; 0: all "
-                             "(default %(default)s)")
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="where encoder features are cached (default: <out>/cache)")
+    parser.add_argument(
+        "--dropout",
+        type=engine.probability,
+        default=0.5,
+        help="dropout before the output layer (default %(default)s)",
+    )
+    parser.add_argument(
+        "--min-freq",
+        type=int,
+        default=5,
+        help="keep words seen at least this often in the training captions (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-vocab",
+        type=int,
+        default=0,
+        help="cap the vocabulary at this many tokens, specials included (default 0: no cap)",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=20,
+        help="longest caption in tokens, <end> included; longer training captions are "
+        "truncated and decoding stops here (default %(default)s)",
+    )
+    parser.add_argument(
+        "--alpha-c",
+        type=float,
+        default=1.0,
+        help="weight of the doubly stochastic attention regulariser (default %(default)s)",
+    )
+    parser.add_argument(
+        "--grad-clip",
+        type=float,
+        default=5.0,
+        help="clip the gradient norm to this value; 0 disables (default %(default)s)",
+    )
+    parser.add_argument(
+        "--bleu-images",
+        type=int,
+        default=250,
+        help="dev images captioned (greedy) for the per-epoch BLEU; 0: all (default %(default)s)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where encoder features are cached (default: <out>/cache)",
+    )
     engine.add_common_args(parser, epochs=10, batch_size=64, lr=4e-4, weight_decay=0.0, name="captioner")
     parser.set_defaults(func=_train)
 

@@ -13,8 +13,11 @@ from pathlib import Path
 from training.data import DataError
 
 FLICKR_TOKENS = "Flickr8k.token.txt"
-FLICKR_SPLITS = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt",
-                 "test": "Flickr_8k.testImages.txt"}
+FLICKR_SPLITS = {
+    "train": "Flickr_8k.trainImages.txt",
+    "dev": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
 COCO_SPLITS = {"train": "train", "dev": "val", "val": "val", "test": "test"}
 
 
@@ -39,8 +42,9 @@ def load_split(root: Path, split: str) -> list[CaptionedImage]:
         return load_flickr8k(root, split)
     if (root / "annotations").is_dir():
         return load_coco(root, split)
-    raise CaptionDataError(f"--data {root}: neither the Flickr8k ({FLICKR_TOKENS}) nor the COCO "
-                           "(annotations/) layout")
+    raise CaptionDataError(
+        f"--data {root}: neither the Flickr8k ({FLICKR_TOKENS}) nor the COCO (annotations/) layout"
+    )
 
 
 def _read_flickr_tokens(path: Path) -> dict[str, list[str]]:

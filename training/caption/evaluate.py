@@ -20,12 +20,24 @@ from training.version import update_manifest
 
 def preset_from_manifest(image: dict) -> ImagePreset:
     """The preprocessing a manifest's ``image`` section describes."""
-    return ImagePreset(size=tuple(image["size"]), resize=image["resize"], color_mode=image["color_mode"],
-                       mean=tuple(image["mean"]), std=tuple(image["std"]), invert=image["invert"])
+    return ImagePreset(
+        size=tuple(image["size"]),
+        resize=image["resize"],
+        color_mode=image["color_mode"],
+        mean=tuple(image["mean"]),
+        std=tuple(image["std"]),
+        invert=image["invert"],
+    )
 
 
-def evaluate_version(version_dir: Path, data: Path, split: str = "dev", beam_size: int = 3,
-                     batch_size: int = 32, limit: int = 0) -> dict:
+def evaluate_version(
+    version_dir: Path,
+    data: Path,
+    split: str = "dev",
+    beam_size: int = 3,
+    batch_size: int = 32,
+    limit: int = 0,
+) -> dict:
     """BLEU-1..4 of the version's beam-search captions on ``data``/``split``; return the metrics.
 
     Records ``metrics[split]`` and an evaluation note (with sample captions) in the manifest, rewrites
@@ -41,17 +53,32 @@ def evaluate_version(version_dir: Path, data: Path, split: str = "dev", beam_siz
     for pixels in progress(loader, f"captioning {split} (beam {beam_size})"):
         hypotheses += captioner.caption(pixels.numpy(), beam_size)
     references = [[clean_words(ref) for ref in item.captions] for item in items]
-    metrics = {**bleu_scores(references, [h.split() for h in hypotheses]), "images": len(items),
-               "beam_size": beam_size}
+    metrics = {
+        **bleu_scores(references, [h.split() for h in hypotheses]),
+        "images": len(items),
+        "beam_size": beam_size,
+    }
     manifest = captioner.manifest
     seconds = round(time.time() - started, 1)
-    evaluation = {"split": split, "data": str(Path(data).resolve()), "seconds": seconds,
-                  "samples": [{"image": item.path.name, "caption": caption}
-                              for item, caption in zip(items[:5], hypotheses, strict=False)]}
-    changes = {"metrics": {**manifest.get("metrics", {}), split: metrics},
-               "provenance": {**manifest.get("provenance", {}), f"evaluation_{split}": evaluation}}
+    evaluation = {
+        "split": split,
+        "data": str(Path(data).resolve()),
+        "seconds": seconds,
+        "samples": [
+            {"image": item.path.name, "caption": caption}
+            for item, caption in zip(items[:5], hypotheses, strict=False)
+        ],
+    }
+    changes = {
+        "metrics": {**manifest.get("metrics", {}), split: metrics},
+        "provenance": {**manifest.get("provenance", {}), f"evaluation_{split}": evaluation},
+    }
     (Path(version_dir) / "card.md").write_text(render_card({**manifest, **changes}))
     update_manifest(Path(version_dir), **changes)
-    print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("bleu"))
-          + f" ({len(items)} images, beam size {beam_size})", flush=True)
+    print(
+        f"{split}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("bleu"))
+        + f" ({len(items)} images, beam size {beam_size})",
+        flush=True,
+    )
     return metrics

@@ -46,19 +46,34 @@ def cache_key(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset)
 
 
 @torch.no_grad()
-def encode_images(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset, device: torch.device,
-                  batch_size: int = 64, workers: int = 0) -> torch.Tensor:
+def encode_images(
+    encoder: ImageEncoder,
+    paths: Sequence[Path],
+    preset: ImagePreset,
+    device: torch.device,
+    batch_size: int = 64,
+    workers: int = 0,
+) -> torch.Tensor:
     """Features [N, L, D] (float16, on the CPU) of every image, the encoder in eval mode."""
     encoder.eval().to(device)
-    loader = DataLoader(ImageFiles(paths, preset.eval_transform()), batch_size=batch_size,
-                        num_workers=workers)
-    chunks = [encoder(pixels.to(device)).half().cpu()
-              for pixels in tqdm(loader, desc="encoding images", unit="batch", leave=False)]
+    loader = DataLoader(
+        ImageFiles(paths, preset.eval_transform()), batch_size=batch_size, num_workers=workers
+    )
+    chunks = [
+        encoder(pixels.to(device)).half().cpu()
+        for pixels in tqdm(loader, desc="encoding images", unit="batch", leave=False)
+    ]
     return torch.cat(chunks)
 
 
-def cached_features(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset, device: torch.device,
-                    cache_dir: Path | None, workers: int = 0) -> torch.Tensor:
+def cached_features(
+    encoder: ImageEncoder,
+    paths: Sequence[Path],
+    preset: ImagePreset,
+    device: torch.device,
+    cache_dir: Path | None,
+    workers: int = 0,
+) -> torch.Tensor:
     """:func:`encode_images`, read from or written to ``cache_dir/features-<key>.pt`` when given."""
     if cache_dir is None:
         return encode_images(encoder, paths, preset, device, workers=workers)
@@ -70,4 +85,3 @@ def cached_features(encoder: ImageEncoder, paths: Sequence[Path], preset: ImageP
     torch.save(features, path.with_suffix(".tmp"))
     path.with_suffix(".tmp").rename(path)
     return features
-

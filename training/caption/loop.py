@@ -19,11 +19,19 @@ from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, clean_words, decode_c
 class CaptionPairs(Dataset):
     """Every (image, caption) pair: ``images[i]`` (cached features or pixels) with one encoded caption."""
 
-    def __init__(self, items: list[CaptionedImage], images: Dataset | torch.Tensor, tokenizer: Tokenizer,
-                 max_length: int) -> None:
+    def __init__(
+        self,
+        items: list[CaptionedImage],
+        images: Dataset | torch.Tensor,
+        tokenizer: Tokenizer,
+        max_length: int,
+    ) -> None:
         self.images = images
-        self.pairs = [(index, torch.tensor(encode_caption(tokenizer, caption, max_length)))
-                      for index, item in enumerate(items) for caption in item.captions]
+        self.pairs = [
+            (index, torch.tensor(encode_caption(tokenizer, caption, max_length)))
+            for index, item in enumerate(items)
+            for caption in item.captions
+        ]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -41,8 +49,9 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tenso
     return torch.stack(images), padded, lengths
 
 
-def caption_loss(logits: torch.Tensor, alphas: torch.Tensor, captions: torch.Tensor,
-                 alpha_c: float) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def caption_loss(
+    logits: torch.Tensor, alphas: torch.Tensor, captions: torch.Tensor, alpha_c: float
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """(training loss, cross-entropy, correct tokens, tokens); the loss adds the doubly stochastic term
     ``alpha_c * mean((1 - sum_t alpha_t)^2)`` that pushes attention to cover every image region."""
     targets = captions[:, 1:]
@@ -53,9 +62,17 @@ def caption_loss(logits: torch.Tensor, alphas: torch.Tensor, captions: torch.Ten
     return cross_entropy + regulariser, cross_entropy, correct, int(mask.sum())
 
 
-def run_epoch(model: Captioner, loader: DataLoader, device: torch.device, desc: str, *, cached: bool,
-              optimizer: torch.optim.Optimizer | None = None, alpha_c: float = 1.0,
-              grad_clip: float = 0.0) -> dict[str, float]:
+def run_epoch(
+    model: Captioner,
+    loader: DataLoader,
+    device: torch.device,
+    desc: str,
+    *,
+    cached: bool,
+    optimizer: torch.optim.Optimizer | None = None,
+    alpha_c: float = 1.0,
+    grad_clip: float = 0.0,
+) -> dict[str, float]:
     """One pass over ``loader``, training when ``optimizer`` is given; mean token loss and accuracy."""
     training = optimizer is not None
     model.train(training)
@@ -81,8 +98,15 @@ def run_epoch(model: Captioner, loader: DataLoader, device: torch.device, desc: 
 
 
 @torch.no_grad()
-def caption_features(model: Captioner, features: torch.Tensor, tokenizer: Tokenizer, device: torch.device,
-                     max_length: int, beam_size: int = 1, batch_size: int = 100) -> list[str]:
+def caption_features(
+    model: Captioner,
+    features: torch.Tensor,
+    tokenizer: Tokenizer,
+    device: torch.device,
+    max_length: int,
+    beam_size: int = 1,
+    batch_size: int = 100,
+) -> list[str]:
     """Captions of encoder ``features`` [N, L, D] with the PyTorch decoder: batched greedy for beam size 1."""
     model.eval()
     captions: list[str] = []
@@ -91,9 +115,14 @@ def caption_features(model: Captioner, features: torch.Tensor, tokenizer: Tokeni
         h, c = (x.cpu().numpy() for x in model.decoder.init_state(chunk))
         step = numpy_step(model.decoder, device, chunk)
         options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": max_length}
-        ids = (greedy_search(step, h, c, **options) if beam_size == 1 else
-               [beam_search(step, h[i:i + 1], c[i:i + 1], image=i, beam_size=beam_size, **options).ids
-                for i in range(len(chunk))])
+        ids = (
+            greedy_search(step, h, c, **options)
+            if beam_size == 1
+            else [
+                beam_search(step, h[i : i + 1], c[i : i + 1], image=i, beam_size=beam_size, **options).ids
+                for i in range(len(chunk))
+            ]
+        )
         captions += [decode_caption(tokenizer, i) for i in ids]
     return captions
 

@@ -41,8 +41,9 @@ class ImageEncoder(nn.Module):
     def __init__(self, arch: str, weights: str | None = None, feature_layer: str = "layer4") -> None:
         super().__init__()
         if feature_layer not in FEATURE_LAYERS:
-            raise ValueError(f"unsupported feature layer {feature_layer!r}; supported: "
-                             f"{', '.join(FEATURE_LAYERS)}")
+            raise ValueError(
+                f"unsupported feature layer {feature_layer!r}; supported: {', '.join(FEATURE_LAYERS)}"
+            )
         resnet = build_resnet(arch, num_classes=1)
         #: where the weights came from (``load_backbone_weights``), for provenance; ``weights`` is what
         #: ``caption --encoder-weights`` gave, the option its error messages name
@@ -66,8 +67,9 @@ class SoftAttention(nn.Module):
         self.hidden_proj = nn.Linear(hidden_dim, attention_dim)
         self.score = nn.Linear(attention_dim, 1)
 
-    def forward(self, features: torch.Tensor, projected: torch.Tensor,
-                h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, projected: torch.Tensor, h: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the context [B, D] and the weights [B, L]; ``projected`` is ``feature_proj(features)``."""
         energy = self.score(torch.relu(projected + self.hidden_proj(h).unsqueeze(1))).squeeze(2)
         alpha = torch.softmax(energy, dim=1)
@@ -96,8 +98,14 @@ class AttentionDecoder(nn.Module):
         mean = features.mean(dim=1)
         return self.init_h(mean), self.init_c(mean)
 
-    def _step(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor, features: torch.Tensor,
-              projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(
+        self,
+        tokens: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        features: torch.Tensor,
+        projected: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         context, alpha = self.attention(features, projected, h)
         context = torch.sigmoid(self.f_beta(h)) * context
         h, c = self.lstm(torch.cat([self.embedding(tokens), context], dim=1), (h, c))
@@ -108,17 +116,24 @@ class AttentionDecoder(nn.Module):
         step (the exported encoder graph computes it)."""
         return self.attention.feature_proj(features)
 
-    def step(self, tokens: torch.Tensor, h: torch.Tensor, c: torch.Tensor, features: torch.Tensor,
-             projected: torch.Tensor,
-             image_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(
+        self,
+        tokens: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        features: torch.Tensor,
+        projected: torch.Tensor,
+        image_index: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One decoding step (the exported decoder graph) for rows of (token, state) [R], whose images'
         ``features`` [B, L, D] and ``projected`` [B, L, A] are given once per image and picked per row by
         ``image_index`` [R]: log-probs [R, V], h, c, alpha [R, L]."""
         h, c, alpha = self._step(tokens, h, c, features[image_index], projected[image_index])
         return torch.log_softmax(self.fc(self.dropout(h)), dim=1), h, c, alpha
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor,
-                lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, captions: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing over ``captions`` [B, T] (``<start>`` ... ``<end>``, padded), lengths [B].
 
         Returns logits [B, T - 1, V] predicting ``captions[:, 1:]`` and attention weights [B, T - 1, L]
@@ -147,9 +162,11 @@ class Captioner(nn.Module):
         super().__init__()
         self.encoder = ImageEncoder(config.arch, encoder_weights, config.feature_layer)
         if config.feature_dim not in (None, self.encoder.out_dim):
-            raise ValueError(f"{config.arch} {config.feature_layer} gives {self.encoder.out_dim}-d features, "
-                             "config says "
-                             f"feature_dim={config.feature_dim}")
+            raise ValueError(
+                f"{config.arch} {config.feature_layer} gives {self.encoder.out_dim}-d features, "
+                "config says "
+                f"feature_dim={config.feature_dim}"
+            )
         self.config = replace(config, feature_dim=self.encoder.out_dim)
         self.decoder = AttentionDecoder(self.config)
 
@@ -168,9 +185,12 @@ def numpy_step(decoder: AttentionDecoder, device: torch.device, features: np.nda
         projected = decoder.project(image_features)
 
     @torch.no_grad()
-    def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
-             images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        t, h_in, c_in, index = (torch.from_numpy(np.ascontiguousarray(x)).to(device) for x in (tokens, h, c, images))
+    def step(
+        tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t, h_in, c_in, index = (
+            torch.from_numpy(np.ascontiguousarray(x)).to(device) for x in (tokens, h, c, images)
+        )
         log_probs, h_out, c_out, _ = decoder.step(t, h_in, c_in, image_features, projected, index)
         return log_probs.cpu().numpy(), h_out.cpu().numpy(), c_out.cpu().numpy()
 

@@ -29,9 +29,11 @@ class OnnxCaptioner:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         self.encoder, self.decoder = (
-            ort.InferenceSession(str(self.version_dir / graphs[key]["file"]), options,
-                                 providers=["CPUExecutionProvider"])
-            for key in ("encoder", "decoder"))
+            ort.InferenceSession(
+                str(self.version_dir / graphs[key]["file"]), options, providers=["CPUExecutionProvider"]
+            )
+            for key in ("encoder", "decoder")
+        )
         self.tokenizer = Tokenizer.from_file(str(self.version_dir / self.spec["tokenizer"]))
 
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -51,8 +53,9 @@ class OnnxCaptioner:
         if names.get("projected") and projected is not None:
             per_image[names["projected"]] = projected
 
-        def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray,
-                 images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def step(
+            tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             feed = {names["tokens"]: tokens.astype(np.int64), names["h"]: h, names["c"]: c}
             if names.get("image_index"):
                 feed |= {**per_image, names["image_index"]: images.astype(np.int64)}
@@ -67,11 +70,20 @@ class OnnxCaptioner:
         """Beam search for each image of a preprocessed batch [B, 3, H, W]."""
         features, h0, c0, projected = self.encode(pixels)
         step = self.step_for(features, projected)
-        return [beam_search(step, h0[i:i + 1], c0[i:i + 1], image=i,
-                            bos=self.spec["bos_id"], eos=self.spec["eos_id"],
-                            max_length=self.spec["max_length"], beam_size=beam_size,
-                            length_penalty=self.spec.get("length_penalty", 1.0))
-                for i in range(len(features))]
+        return [
+            beam_search(
+                step,
+                h0[i : i + 1],
+                c0[i : i + 1],
+                image=i,
+                bos=self.spec["bos_id"],
+                eos=self.spec["eos_id"],
+                max_length=self.spec["max_length"],
+                beam_size=beam_size,
+                length_penalty=self.spec.get("length_penalty", 1.0),
+            )
+            for i in range(len(features))
+        ]
 
     def caption(self, pixels: np.ndarray, beam_size: int = 3) -> list[str]:
         """Caption text for each image of a preprocessed batch."""

@@ -33,8 +33,18 @@ class Hypothesis:
         return self.log_prob / max(1, len(self.ids))
 
 
-def beam_search(step: Step, h: np.ndarray, c: np.ndarray, *, image: int = 0, bos: int, eos: int,
-                max_length: int, beam_size: int, length_penalty: float = 1.0) -> Hypothesis:
+def beam_search(
+    step: Step,
+    h: np.ndarray,
+    c: np.ndarray,
+    *,
+    image: int = 0,
+    bos: int,
+    eos: int,
+    max_length: int,
+    beam_size: int,
+    length_penalty: float = 1.0,
+) -> Hypothesis:
     """Beam search for image ``image`` of the step's batch (``h``/``c`` [1, H], its initial state); return
     the best hypothesis.
 
@@ -71,8 +81,9 @@ def beam_search(step: Step, h: np.ndarray, c: np.ndarray, *, image: int = 0, bos
     return max(finished, key=lambda hyp: hyp.log_prob / max(1, len(hyp.ids)) ** length_penalty)
 
 
-def greedy_search(step: Step, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int,
-                  max_length: int) -> list[tuple[int, ...]]:
+def greedy_search(
+    step: Step, h: np.ndarray, c: np.ndarray, *, bos: int, eos: int, max_length: int
+) -> list[tuple[int, ...]]:
     """Batched greedy decoding (beam size 1) of every image of the step's batch, from their initial
     states ``h``/``c`` [B, H]; returns the ids of each image."""
     tokens = np.full(len(h), bos, dtype=np.int64)

@@ -39,23 +39,42 @@ def train(args: argparse.Namespace) -> Path:
     """Train a captioner per ``args`` (see ``cli.register``); return the run directory."""
     with engine.setup(args) as (device, run_dir):
         started = time.time()
-        train_items, dev_items = (_limit(load_split(args.data, split), args.limit)
-                                  for split in ("train", "dev"))
-        tokenizer = build_tokenizer((c for item in train_items for c in item.captions), args.min_freq,
-                                    args.max_vocab or None)
-        config = CaptionerConfig(tokenizer.get_vocab_size(), args.arch, None, args.embed_dim,
-                                 args.attention_dim, args.hidden_dim, args.dropout, args.feature_layer)
+        train_items, dev_items = (
+            _limit(load_split(args.data, split), args.limit) for split in ("train", "dev")
+        )
+        tokenizer = build_tokenizer(
+            (c for item in train_items for c in item.captions), args.min_freq, args.max_vocab or None
+        )
+        config = CaptionerConfig(
+            tokenizer.get_vocab_size(),
+            args.arch,
+            None,
+            args.embed_dim,
+            args.attention_dim,
+            args.hidden_dim,
+            args.dropout,
+            args.feature_layer,
+        )
         model = Captioner(config, args.encoder_weights)
-        print(f"vocabulary: {config.vocab_size} tokens; encoder: {model.encoder.weights_description}",
-              flush=True)
+        print(
+            f"vocabulary: {config.vocab_size} tokens; encoder: {model.encoder.weights_description}",
+            flush=True,
+        )
         model.to(device)
         preset = resnet_preset(args.image_size, crop=False)
         cached = not args.fine_tune_encoder
         images = _image_sources(model, train_items, dev_items, preset, device, args, cached)
-        loaders = [DataLoader(CaptionPairs(items, images[i], tokenizer, args.max_length), args.batch_size,
-                              shuffle=i == 0, collate_fn=collate, num_workers=0 if cached else args.workers,
-                              generator=torch.Generator().manual_seed(args.seed))
-                   for i, items in enumerate((train_items, dev_items))]
+        loaders = [
+            DataLoader(
+                CaptionPairs(items, images[i], tokenizer, args.max_length),
+                args.batch_size,
+                shuffle=i == 0,
+                collate_fn=collate,
+                num_workers=0 if cached else args.workers,
+                generator=torch.Generator().manual_seed(args.seed),
+            )
+            for i, items in enumerate((train_items, dev_items))
+        ]
         optimizer = _optimizer(model, args)
         bleu_items = dev_items[: args.bleu_images or None]
         history: dict[str, list[float]] = {}
@@ -64,8 +83,16 @@ def train(args: argparse.Namespace) -> Path:
         for epoch in range(1, args.epochs + 1):
             tick = time.time()
             try:
-                train_stats = run_epoch(model, loaders[0], device, f"epoch {epoch} train", cached=cached,
-                                        optimizer=optimizer, alpha_c=args.alpha_c, grad_clip=args.grad_clip)
+                train_stats = run_epoch(
+                    model,
+                    loaders[0],
+                    device,
+                    f"epoch {epoch} train",
+                    cached=cached,
+                    optimizer=optimizer,
+                    alpha_c=args.alpha_c,
+                    grad_clip=args.grad_clip,
+                )
             except KeyboardInterrupt:
                 if "state" not in best:
                     raise
@@ -76,57 +103,104 @@ def train(args: argparse.Namespace) -> Path:
             dev_stats = run_epoch(model, loaders[1], device, f"epoch {epoch} dev", cached=cached)
             features = _features(model, images[1], bleu_items, preset, device, cached)
             bleu = dev_bleu(caption_features(model, features, tokenizer, device, args.max_length), bleu_items)
-            stats = {**{f"train_{k}": v for k, v in train_stats.items()}, "train_seconds": seconds,
-                     **{f"dev_{k}": v for k, v in {**dev_stats, **bleu}.items()}}
+            stats = {
+                **{f"train_{k}": v for k, v in train_stats.items()},
+                "train_seconds": seconds,
+                **{f"dev_{k}": v for k, v in {**dev_stats, **bleu}.items()},
+            }
             for key, value in stats.items():
                 history.setdefault(key, []).append(value)
-            print(f"epoch {epoch}: train loss {train_stats['loss']:.3f} acc {train_stats['accuracy']:.3f} "
-                  f"({seconds:.0f}s) | dev loss {dev_stats['loss']:.3f} acc {dev_stats['accuracy']:.3f} "
-                  f"BLEU-1 {bleu['bleu1']:.3f} BLEU-4 {bleu['bleu4']:.3f} (greedy, {len(bleu_items)} images)",
-                  flush=True)
+            print(
+                f"epoch {epoch}: train loss {train_stats['loss']:.3f} acc {train_stats['accuracy']:.3f} "
+                f"({seconds:.0f}s) | dev loss {dev_stats['loss']:.3f} acc {dev_stats['accuracy']:.3f} "
+                f"BLEU-1 {bleu['bleu1']:.3f} BLEU-4 {bleu['bleu4']:.3f} (greedy, {len(bleu_items)} images)",
+                flush=True,
+            )
             if stats["dev_bleu4"] > best["dev_bleu4"]:
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best = {"epoch": epoch, **stats, "state": state}
         model.load_state_dict(best.pop("state"))
         samples = _samples(model, images[1], dev_items, preset, tokenizer, device, args)
-        metrics = {"dev": {k.removeprefix("dev_"): v for k, v in best.items() if k.startswith("dev_")},
-                   "best_epoch": best["epoch"], "history": history, "bleu_images": len(bleu_items),
-                   "bleu_decoding": "greedy", "training_time_s": round(time.time() - started, 1),
-                   "epochs_completed": len(history["train_seconds"]), "interrupted_in_epoch": interrupted}
+        metrics = {
+            "dev": {k.removeprefix("dev_"): v for k, v in best.items() if k.startswith("dev_")},
+            "best_epoch": best["epoch"],
+            "history": history,
+            "bleu_images": len(bleu_items),
+            "bleu_decoding": "greedy",
+            "training_time_s": round(time.time() - started, 1),
+            "epochs_completed": len(history["train_seconds"]),
+            "interrupted_in_epoch": interrupted,
+        }
         runs.save_metrics(run_dir, metrics)
         runs.plot_curves(run_dir, {k: v for k, v in history.items() if k != "train_seconds"})
         (run_dir / "samples.json").write_text(json.dumps(samples, indent=2) + "\n")
         tokenizer.save(str(run_dir / "tokenizer.json"))
-        extra = {"tokenizer": tokenizer.to_str(), "image": preset.manifest(), "max_length": args.max_length,
-                 "metrics": {"dev": metrics["dev"], "best_epoch": best["epoch"],
-                             "bleu_images": len(bleu_items), "epochs_completed": metrics["epochs_completed"]},
-                 "samples": samples, "training_time_s": metrics["training_time_s"],
-                 "epoch_seconds": [round(s, 1) for s in history["train_seconds"]],
-                 "provenance": provenance(args.data, seed=args.seed, device=device, recipe="caption",
-                                          initialisation=model.encoder.weights_description,
-                                          encoder="fine-tuned" if args.fine_tune_encoder else "frozen")}
-        runs.save_checkpoint(run_dir / runs.CHECKPOINT_NAME, kind=KIND, model=model,
-                             model_args=asdict(model.config), extra=extra)
-        print(f"run written to {run_dir} (best epoch {best['epoch']}: dev BLEU-4 {best['dev_bleu4']:.3f})",
-              flush=True)
+        extra = {
+            "tokenizer": tokenizer.to_str(),
+            "image": preset.manifest(),
+            "max_length": args.max_length,
+            "metrics": {
+                "dev": metrics["dev"],
+                "best_epoch": best["epoch"],
+                "bleu_images": len(bleu_items),
+                "epochs_completed": metrics["epochs_completed"],
+            },
+            "samples": samples,
+            "training_time_s": metrics["training_time_s"],
+            "epoch_seconds": [round(s, 1) for s in history["train_seconds"]],
+            "provenance": provenance(
+                args.data,
+                seed=args.seed,
+                device=device,
+                recipe="caption",
+                initialisation=model.encoder.weights_description,
+                encoder="fine-tuned" if args.fine_tune_encoder else "frozen",
+            ),
+        }
+        runs.save_checkpoint(
+            run_dir / runs.CHECKPOINT_NAME,
+            kind=KIND,
+            model=model,
+            model_args=asdict(model.config),
+            extra=extra,
+        )
+        print(
+            f"run written to {run_dir} (best epoch {best['epoch']}: dev BLEU-4 {best['dev_bleu4']:.3f})",
+            flush=True,
+        )
     return run_dir
 
 
-def _image_sources(model: Captioner, train_items: list[CaptionedImage], dev_items: list[CaptionedImage],
-                   preset: ImagePreset, device: torch.device, args: argparse.Namespace,
-                   cached: bool) -> list[Dataset | torch.Tensor]:
+def _image_sources(
+    model: Captioner,
+    train_items: list[CaptionedImage],
+    dev_items: list[CaptionedImage],
+    preset: ImagePreset,
+    device: torch.device,
+    args: argparse.Namespace,
+    cached: bool,
+) -> list[Dataset | torch.Tensor]:
     """[train, dev] images: encoder features cached once when the encoder is frozen, else pixel datasets."""
     if not cached:
-        return [ImageFiles([item.path for item in items], preset.eval_transform())
-                for items in (train_items, dev_items)]
+        return [
+            ImageFiles([item.path for item in items], preset.eval_transform())
+            for items in (train_items, dev_items)
+        ]
     paths = [item.path for item in train_items + dev_items]
-    features = cached_features(model.encoder, paths, preset, device, args.cache_dir or args.out / "cache",
-                               args.workers)
-    return [features[: len(train_items)], features[len(train_items):]]
+    features = cached_features(
+        model.encoder, paths, preset, device, args.cache_dir or args.out / "cache", args.workers
+    )
+    return [features[: len(train_items)], features[len(train_items) :]]
 
 
-def _features(model: Captioner, dev_images: Dataset | torch.Tensor, items: list[CaptionedImage],
-              preset: ImagePreset, device: torch.device, cached: bool) -> torch.Tensor:
+def _features(
+    model: Captioner,
+    dev_images: Dataset | torch.Tensor,
+    items: list[CaptionedImage],
+    preset: ImagePreset,
+    device: torch.device,
+    cached: bool,
+) -> torch.Tensor:
     """Encoder features of ``items`` (the first dev images): from the cache, or encoded now."""
     if cached:
         assert isinstance(dev_images, torch.Tensor)
@@ -134,12 +208,22 @@ def _features(model: Captioner, dev_images: Dataset | torch.Tensor, items: list[
     return encode_images(model.encoder, [item.path for item in items], preset, device)
 
 
-def _samples(model: Captioner, dev_images: Dataset | torch.Tensor, dev_items: list[CaptionedImage],
-             preset: ImagePreset, tokenizer: Tokenizer, device: torch.device, args: argparse.Namespace,
-             count: int = 5, beam_size: int = 3) -> list[dict]:
+def _samples(
+    model: Captioner,
+    dev_images: Dataset | torch.Tensor,
+    dev_items: list[CaptionedImage],
+    preset: ImagePreset,
+    tokenizer: Tokenizer,
+    device: torch.device,
+    args: argparse.Namespace,
+    count: int = 5,
+    beam_size: int = 3,
+) -> list[dict]:
     """Beam-search captions of the first dev images, beside their references."""
     items = dev_items[:count]
     features = _features(model, dev_images, items, preset, device, not args.fine_tune_encoder)
     captions = caption_features(model, features, tokenizer, device, args.max_length, beam_size)
-    return [{"image": item.path.name, "caption": caption, "references": list(item.captions)}
-            for item, caption in zip(items, captions, strict=True)]
+    return [
+        {"image": item.path.name, "caption": caption, "references": list(item.captions)}
+        for item, caption in zip(items, captions, strict=True)
+    ]

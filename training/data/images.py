@@ -15,8 +15,12 @@ from torchvision import datasets
 
 from training.data import DataError
 
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-               "t10k-labels-idx1-ubyte")
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 VAL_SPLITS = ("val", "validation", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
@@ -30,7 +34,7 @@ def _read_idx(raw: Path, stem: str, ndim: int) -> np.ndarray:
         raise DataError(f"MNIST file {path} is unreadable: {exc}") from exc
     if len(data) < 4 + 4 * ndim or data[:4] != bytes([0, 0, 8, ndim]):
         raise DataError(f"MNIST file {path} is malformed: not a {ndim}-d uint8 IDX file")
-    shape = struct.unpack(f">{ndim}I", data[4: 4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     if len(data) != 4 + 4 * ndim + int(np.prod(shape)):
         raise DataError(f"MNIST file {path} is malformed: {len(data)} bytes do not hold shape {shape}")
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
@@ -65,8 +69,10 @@ def load_mnist(root: Path, train: bool, transform: Callable | None, download: bo
     if missing and download:
         datasets.MNIST(str(root), train=train, download=True)
     elif missing:
-        raise DataError(f"MNIST not found: {raw} lacks {', '.join(missing)} (torchvision's raw layout, "
-                        "plain or .gz); pass --download to fetch it")
+        raise DataError(
+            f"MNIST not found: {raw} lacks {', '.join(missing)} (torchvision's raw layout, "
+            "plain or .gz); pass --download to fetch it"
+        )
     return MnistIdx(raw, train, transform)
 
 
@@ -81,8 +87,10 @@ def find_split(root: Path, split: str) -> Path:
         if (root / name).is_dir():
             return root / name
     present = sorted(p.name for p in root.iterdir() if p.is_dir())
-    raise DataError(f"{root} has no '{split}' split folder (looked for {', '.join(candidates)}; "
-                    f"found: {', '.join(present) or 'nothing'}); expected <root>/<split>/<class>/<image>")
+    raise DataError(
+        f"{root} has no '{split}' split folder (looked for {', '.join(candidates)}; "
+        f"found: {', '.join(present) or 'nothing'}); expected <root>/<split>/<class>/<image>"
+    )
 
 
 def load_image_folder(root: Path, split: str, transform: Callable | None) -> datasets.ImageFolder:
@@ -93,8 +101,10 @@ def load_image_folder(root: Path, split: str, transform: Callable | None) -> dat
         raise DataError(f"{folder} has no class folders; expected {folder}/<class>/<image files>")
     empty = [c.name for c in classes if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in c.iterdir())]
     if empty:
-        raise DataError(f"{folder}: class folders without images ({', '.join(empty)}); "
-                        f"supported suffixes: {', '.join(sorted(IMAGE_SUFFIXES))}")
+        raise DataError(
+            f"{folder}: class folders without images ({', '.join(empty)}); "
+            f"supported suffixes: {', '.join(sorted(IMAGE_SUFFIXES))}"
+        )
     return datasets.ImageFolder(str(folder), transform=transform)
 
 

@@ -26,8 +26,9 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
             reader = csv.DictReader(f)
             missing = {text_column, label_column} - set(reader.fieldnames or ())
             if missing:
-                raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; "
-                                f"header is {reader.fieldnames}")
+                raise DataError(
+                    f"{path}: missing column(s) {', '.join(sorted(missing))}; header is {reader.fieldnames}"
+                )
             rows = [(row[text_column], row[label_column]) for row in reader]
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc})") from exc
@@ -43,15 +44,17 @@ def _read_aclimdb(folder: Path) -> tuple[list[str], list[str]]:
     for label in ("neg", "pos"):
         files = sorted((folder / label).glob("*.txt"))
         if not files:
-            raise DataError(f"{folder / label}: no .txt reviews (aclImdb layout: <split>/pos/*.txt, "
-                            "<split>/neg/*.txt)")
+            raise DataError(
+                f"{folder / label}: no .txt reviews (aclImdb layout: <split>/pos/*.txt, <split>/neg/*.txt)"
+            )
         texts += [f.read_text(encoding="utf-8", errors="replace") for f in files]
         labels += [label] * len(files)
     return texts, labels
 
 
-def load_text(path: Path, split: str, text_column: str = "text",
-              label_column: str = "label") -> tuple[list[str], list[str]]:
+def load_text(
+    path: Path, split: str, text_column: str = "text", label_column: str = "label"
+) -> tuple[list[str], list[str]]:
     """Texts and label strings of ``split`` from a CSV file, a folder of ``<split>.csv[.gz]``, or aclImdb."""
     path = Path(path)
     if path.is_file():
@@ -63,8 +66,10 @@ def load_text(path: Path, split: str, text_column: str = "text",
             return _read_csv(candidate, text_column, label_column)
     if (path / split).is_dir():
         return _read_aclimdb(path / split)
-    raise DataError(f"{path}: no '{split}' data; expected {split}.csv.gz, {split}.csv, or the aclImdb "
-                    f"layout {split}/pos/*.txt + {split}/neg/*.txt")
+    raise DataError(
+        f"{path}: no '{split}' data; expected {split}.csv.gz, {split}.csv, or the aclImdb "
+        f"layout {split}/pos/*.txt + {split}/neg/*.txt"
+    )
 
 
 def label_names(raw_labels: Iterable[str]) -> list[str]:
@@ -74,8 +79,11 @@ def label_names(raw_labels: Iterable[str]) -> list[str]:
 
 def encode_labels(raw_labels: list[str], names: list[str]) -> list[int]:
     """Class indices of raw labels; unknown labels are an error naming them."""
-    lookup = {raw: names.index(LABEL_NAMES.get(raw, raw)) for raw in set(raw_labels)
-              if LABEL_NAMES.get(raw, raw) in names}
+    lookup = {
+        raw: names.index(LABEL_NAMES.get(raw, raw))
+        for raw in set(raw_labels)
+        if LABEL_NAMES.get(raw, raw) in names
+    }
     unknown = sorted(set(raw_labels) - lookup.keys())
     if unknown:
         raise DataError(f"labels {unknown} are not among the training labels {names}")
@@ -89,12 +97,18 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int = 
     ``Tokenizer.from_file(path).encode(text).ids``.
     """
     tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-    tokenizer.normalizer = normalizers.Sequence([
-        normalizers.NFKC(), normalizers.Lowercase(), normalizers.Replace(Regex(r"<br\s*/?>"), " "),
-        normalizers.Replace(Regex(r"[^\w\s]|_"), " ")])
+    tokenizer.normalizer = normalizers.Sequence(
+        [
+            normalizers.NFKC(),
+            normalizers.Lowercase(),
+            normalizers.Replace(Regex(r"<br\s*/?>"), " "),
+            normalizers.Replace(Regex(r"[^\w\s]|_"), " "),
+        ]
+    )
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=[PAD, UNK], show_progress=False)
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK], show_progress=False
+    )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return tokenizer
 
@@ -126,5 +140,3 @@ def pad_batch(batch: list[tuple[list[int], int]], pad_id: int = 0):
     for row, (ids, _) in enumerate(batch):
         input_ids[row, : len(ids)] = torch.tensor(ids)
     return (input_ids, lengths), torch.tensor([t for _, t in batch])
-
-
