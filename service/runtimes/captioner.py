@@ -122,6 +122,7 @@ class CaptionerRuntime(Runtime):
             max_length=max_length,
             beam_size=beam_size,
             length_penalty=self.spec.length_penalty,
+            banned=(self.spec.unk_id, self.spec.pad_id, self.spec.bos_id),
         )
 
     def detokenize(self, tokens: list[int]) -> str:

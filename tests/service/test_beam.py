@@ -97,3 +97,28 @@ def test_searches_advanced_together_each_advance_as_they_would_alone() -> None:
         assert joint.steps == single.steps
         np.testing.assert_array_equal(joint.h, single.h)
     assert [s.steps for s in together] != [s.max_length for s in together]  # some finished early
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_banned_token_is_never_chosen(beam_size: int) -> None:
+    """A decoder that prefers the unknown word (id 1) at every step: banned, the search takes the next
+    best word instead, and finishes with eos (id 3) as the decoder then prefers."""
+    unk, word, eos, vocab = 1, 2, 3, 5
+
+    def step(
+        tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rows = len(tokens)
+        logits = np.full((rows, vocab), -5.0)
+        logits[:, unk] = 0.0
+        logits[:, word] = -1.0
+        logits[:, eos] = np.where(tokens == word, -0.5, -9.0)  # after a word, eos is likely
+        log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return log_probs, h, c
+
+    h0 = np.zeros((2, 4), dtype=np.float32)
+    options = {"bos_id": 0, "eos_id": eos, "max_length": 5, "beam_size": beam_size, "length_penalty": 0.0}
+    plain = BeamSearch(h0, h0, **options).run(step)
+    assert all(unk in hypothesis.tokens for hypothesis in plain)
+    banned = BeamSearch(h0, h0, banned=(unk, 0), **options).run(step)
+    assert [hypothesis.tokens for hypothesis in banned] == [[word], [word]]
