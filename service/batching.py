@@ -10,6 +10,7 @@ full queue refuses at once (``QueueFull``, 503 with Retry-After) instead of grow
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections import deque
@@ -34,6 +35,7 @@ class BatchConfig:
     max_size: int
     max_delay_s: float
     queue_size: int
+    max_wait_s: float = 0.0  # 0: no deadline
 
     @classmethod
     def for_model(cls, settings: Settings, name: str) -> BatchConfig:
@@ -44,7 +46,12 @@ class BatchConfig:
         if override and override.max_delay_ms is not None:
             delay_ms = override.max_delay_ms
         queue = override.queue_size if override and override.queue_size else settings.batch_queue_size
-        return cls(max_size=max_size, max_delay_s=delay_ms / 1000.0, queue_size=queue)
+        return cls(
+            max_size=max_size,
+            max_delay_s=delay_ms / 1000.0,
+            queue_size=queue,
+            max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        )
 
     def warmup_sizes(self) -> list[int]:
         """The batch sizes a model will see, for warm-up: powers of two below ``max_size``, and it."""
@@ -84,6 +91,7 @@ class QueueWorker(Generic[T, U]):
         self.metrics = metrics
         self._queue: deque[Pending[T, U]] = deque()
         self._queued_rows = 0
+        self._rows_per_s: float | None = None  # the model's recent compute rate, once it has run
         self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._serve, name=f"batcher:{name}", daemon=True)
@@ -101,6 +109,16 @@ class QueueWorker(Generic[T, U]):
                     f"model {self.name} has {len(self._queue)} requests waiting, the most its queue holds; "
                     "retry later"
                 )
+            deadline = self.config.max_wait_s
+            if deadline and self._rows_per_s:
+                expected = (self._queued_rows + rows) / self._rows_per_s
+                if expected > deadline:
+                    self.metrics.rejected.inc()
+                    raise QueueFull(
+                        f"model {self.name} would start this request in about {expected:.1f} s, later than "
+                        f"the {deadline:g} s a request may wait; retry later",
+                        retry_after_s=max(1, math.ceil(expected - deadline)),
+                    )
             self._queue.append(Pending(payload, rows, future, time.perf_counter()))
             self._queued_rows += rows
             self.metrics.queue_depth.set(len(self._queue))
@@ -130,11 +148,13 @@ class QueueWorker(Generic[T, U]):
                 while self._queue and (rows + self._queue[0].rows <= max_rows or (block and not taken)):
                     pending = self._queue.popleft()
                     self._queued_rows -= pending.rows
-                    if pending.future.set_running_or_notify_cancel():
+                    if not pending.future.set_running_or_notify_cancel():  # cancelled: the client went away
+                        self.metrics.abandoned.inc()
+                    elif self._too_late(pending):
+                        continue
+                    else:
                         taken.append(pending)
                         rows += pending.rows
-                    else:  # cancelled: the client went away
-                        self.metrics.abandoned.inc()
                 self.metrics.queue_depth.set(len(self._queue))
                 if not block:
                     break
@@ -142,6 +162,27 @@ class QueueWorker(Generic[T, U]):
         for pending in taken:
             self.metrics.queue_wait.observe(started - pending.enqueued)
         return taken
+
+    def _too_late(self, pending: Pending[T, U]) -> bool:
+        """Whether a request taken for a run has waited past ``max_wait_s``: it is refused, not run."""
+        waited = time.perf_counter() - pending.enqueued
+        if not self.config.max_wait_s or waited <= self.config.max_wait_s:
+            return False
+        self.metrics.rejected.inc()
+        pending.future.set_exception(
+            QueueFull(
+                f"model {self.name} reached this request after {waited:.1f} s, later than the "
+                f"{self.config.max_wait_s:g} s a request may wait; retry later"
+            )
+        )
+        return True
+
+    def record_rate(self, rows: int, seconds: float) -> None:
+        """A run's items and compute time: the rate that admission expects of the model (a moving average,
+        so that it follows the load and the batch sizes)."""
+        if seconds > 0:
+            rate = rows / seconds
+            self._rows_per_s = rate if self._rows_per_s is None else 0.8 * self._rows_per_s + 0.2 * rate
 
     def _serve(self) -> None:
         """The worker thread's loop: until ``_take`` returns nothing, run what it takes."""
@@ -181,8 +222,10 @@ class Batcher(QueueWorker[Sequence[T], list[R]]):
         while batch := self._take(self.config.max_size, block=True):
             started = time.perf_counter()
             self._execute(batch)
-            self.metrics.compute.observe(time.perf_counter() - started)
-            self.metrics.batch_size.observe(sum(p.rows for p in batch))
+            seconds, rows = time.perf_counter() - started, sum(p.rows for p in batch)
+            self.metrics.compute.observe(seconds)
+            self.metrics.batch_size.observe(rows)
+            self.record_rate(rows, seconds)
 
     def _execute(self, batch: list[Pending[Sequence[T], list[R]]]) -> None:
         items = [item for pending in batch for item in pending.payload]

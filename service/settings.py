@@ -195,6 +195,16 @@ class Settings(BaseSettings):
         ge=1,
         description="Most requests waiting per model; beyond, 503 queue_full with Retry-After.",
     )
+    batch_max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        description="Longest a request may wait in a model's queue before its run starts, a deadline past "
+        "which an answer is of no use to most clients: a request expected to wait longer (the items "
+        "queued ahead of it over the items per second the model has been computing) is refused at once, "
+        "and one that has waited longer when its turn comes is refused then, both with 503 queue_full "
+        "and Retry-After, instead of being answered late. 0: no deadline (batch_queue_size bounds the "
+        "queue).",
+    )
     batching: dict[str, BatchingOverride] = Field(
         default_factory=dict,
         description="Per model name, overrides of the three batch settings, e.g. "

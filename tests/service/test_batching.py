@@ -237,3 +237,53 @@ def test_a_cancelled_request_is_skipped_and_the_worker_keeps_serving() -> None:
         assert metrics.abandoned._value.get() == 1
     finally:
         batcher.close()
+
+
+def test_a_request_past_the_wait_deadline_is_refused_not_served_late(
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any, Any]]
+) -> None:
+    """With max_wait_s, a request still queued when its deadline has passed is refused when its turn
+    comes, instead of being served late."""
+    release = threading.Event()
+
+    def blocked(items: list[np.ndarray]) -> np.ndarray:
+        release.wait(30)
+        return classifier.infer_items(items)
+
+    config = BatchConfig(max_size=1, max_delay_s=0.0, queue_size=64, max_wait_s=0.3)
+    batcher = Batcher("c", blocked, config, Metrics().model("c", 1))
+    batchers.append(batcher)
+    first = batcher.submit([pixels(classifier, "red")])
+    while batcher.metrics.queue_depth._value.get() != 0:  # the worker holds the first, blocked
+        time.sleep(0.01)
+    late = batcher.submit([pixels(classifier, "green")])
+    time.sleep(0.4)  # past the deadline while the first still runs
+    release.set()
+    assert labels(classifier, first.result(timeout=30)) == ["red"]
+    with pytest.raises(QueueFull, match=r"reached this request after 0\.\d s, later than the 0.3 s"):
+        late.result(timeout=30)
+    assert batcher.metrics.rejected._value.get() == 1
+
+
+def test_a_request_that_would_start_past_the_deadline_is_refused_at_once(
+    classifier: ClassifierRuntime, batchers: list[Batcher[Any, Any]]
+) -> None:
+    """Once the model's rate is known, the queue admits only what it can start within max_wait_s."""
+
+    def slow(items: list[np.ndarray]) -> np.ndarray:
+        time.sleep(0.05 * len(items))  # 20 items a second
+        return classifier.infer_items(items)
+
+    config = BatchConfig(max_size=1, max_delay_s=0.0, queue_size=64, max_wait_s=0.3)
+    batcher = Batcher("c", slow, config, Metrics().model("c", 1))
+    batchers.append(batcher)
+    batcher.submit([pixels(classifier, "red")]).result(timeout=30)  # the rate: ~20 items/s
+    accepted = []
+    with pytest.raises(QueueFull, match=r"would start this request in about 0\.\d s") as refused:
+        for _ in range(20):
+            accepted.append(batcher.submit([pixels(classifier, "blue")]))
+    assert 4 <= len(accepted) <= 9  # ~0.3 s of work at 20 items/s, give or take the one running
+    assert refused.value.headers()["Retry-After"] == "1"
+    started = time.perf_counter()
+    assert all(labels(classifier, f.result(timeout=30)) == ["blue"] for f in accepted)
+    assert time.perf_counter() - started < 1.0  # what was accepted is answered within its deadline
