@@ -36,6 +36,7 @@ import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
+from .edge import guarded_protocol
 from .main import begin_shutdown, create_app
 from .metrics import MULTIPROCESS_ENV
 from .settings import Settings
@@ -144,7 +145,9 @@ def _server(app: FastAPI, settings: Settings, supervisor_pid: int | None = None)
         port=settings.port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_timeout_s,
-        http=settings.http_parser,
+        http=guarded_protocol(settings) if settings.http_parser == "httptools" else "h11",
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=settings.keep_alive_timeout_s,
         ws="none",  # no WebSocket routes: an Upgrade: websocket request is an HTTP request like any other
     )
     access = logging.getLogger("uvicorn.access")  # configured by the Config just made

@@ -212,6 +212,28 @@ class Settings(BaseSettings):
     )
 
     # --- processes
+    max_header_bytes: int = Field(
+        65536,
+        ge=1024,
+        description="Largest request head (request line and headers) in bytes: 431, in the one error "
+        "shape, above it, and the connection closed (httptools parser; with h11, its own limit).",
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Longest a request's head may take to arrive, from its first byte (or from the "
+        "connection, for one that sends nothing): 408 after it, and the connection closed (a slowloris "
+        "client holds nothing longer; httptools parser).",
+    )
+    keep_alive_timeout_s: int = Field(
+        5, ge=1, description="An idle kept-alive connection is closed after this many seconds."
+    )
+    max_connections: int = Field(
+        0,
+        ge=0,
+        description="Most connections open at once; a new one beyond is answered 503 and closed "
+        "(httptools parser). 0: the open-file limit less 128 for the process's own files.",
+    )
     http_parser: Literal["httptools", "h11"] = Field(
         "httptools",
         description="uvicorn's HTTP/1.1 parser. httptools (C) costs a quarter less CPU a request than h11 "

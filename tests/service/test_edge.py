@@ -1,0 +1,116 @@
+"""The connection layer's limits on a real uvicorn process (the default httptools parser): a head over
+max_header_bytes is 431, a head that trickles in (slowloris) or never comes is 408 after
+header_timeout_s, a connection beyond max_connections is 503, the parser's own refusal is 400; each in
+the one JSON error shape, closing the connection; and ordinary requests, kept-alive ones included, are
+served as before."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import running_server
+
+LIMITS = {
+    "MODELSERVE_MAX_HEADER_BYTES": "4096",
+    "MODELSERVE_HEADER_TIMEOUT_S": "1",
+    "MODELSERVE_MAX_CONNECTIONS": "24",
+}
+
+
+@pytest.fixture(scope="module")
+def server(tiny_repo: Path) -> Iterator[tuple[str, int]]:
+    with running_server(tiny_repo, **LIMITS) as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def connect(server: tuple[str, int]) -> socket.socket:
+    sock = socket.create_connection(server, timeout=10)
+    return sock
+
+
+def answer(sock: socket.socket) -> tuple[int, dict[str, object]]:
+    """The status and JSON body of the one response the server sends before it closes."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_a_head_over_the_limit_is_431(server: tuple[str, int]) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 10_000 + b"\r\n\r\n")
+        assert answer(sock) == (
+            431,
+            {
+                "error": {
+                    "code": "headers_too_large",
+                    "message": "the request's headers are larger than the limit of 4096 bytes",
+                    "status": 431,
+                }
+            },
+        )
+
+
+def test_a_trickling_head_is_cut_off_with_408(server: tuple[str, int]) -> None:
+    with connect(server) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(20):  # a header line every 0.2 s, never the end of the head
+                time.sleep(0.2)
+                sock.sendall(b"X-Slow: 1\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, body = answer(sock)
+        assert time.monotonic() - started < 3.0
+    assert (status, body["error"]["code"]) == (408, "request_timeout")  # type: ignore[index]
+
+
+def test_a_silent_connection_is_closed(server: tuple[str, int]) -> None:
+    with connect(server) as sock:
+        started = time.monotonic()
+        status, _ = answer(sock)
+        assert status == 408 and time.monotonic() - started < 3.0
+
+
+def test_the_parser_s_refusal_is_json(server: tuple[str, int]) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        status, body = answer(sock)
+    assert status == 400
+    assert body["error"]["code"] == "bad_request"  # type: ignore[index]
+    assert body["error"]["message"].startswith("the request is not valid HTTP/1.1")  # type: ignore[index]
+
+
+def test_connections_beyond_the_cap_are_503(server: tuple[str, int]) -> None:
+    held = [connect(server) for _ in range(24)]
+    try:
+        time.sleep(0.2)
+        with connect(server) as extra:
+            status, body = answer(extra)
+        assert (status, body["error"]["code"]) == (503, "too_many_connections")  # type: ignore[index]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_ordinary_and_kept_alive_requests_are_served(server: tuple[str, int]) -> None:
+    host, port = server
+    time.sleep(1.5)  # the held connections of other tests are gone
+    with httpx.Client(base_url=f"http://{host}:{port}") as client:
+        for _ in range(3):  # one connection, idle longer than header_timeout_s between requests
+            assert client.get("/health/live").status_code == 200
+            time.sleep(1.2)
+        long_text = "good film " * 9_000  # a body far larger than max_header_bytes
+        answered = client.post("/v1/sentiment", json={"text": long_text, "model": "tiny-sentiment"})
+        assert answered.status_code == 200 and answered.json()["results"][0]["truncated"] is True
