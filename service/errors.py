@@ -156,6 +156,16 @@ class ModelNotReady(ServiceError):
     code = "model_not_ready"
 
 
+class Overloaded(ServiceError):
+    """The process answers as many requests (or holds as many bytes of bodies) as it takes at once."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class QueueFull(ServiceError):
     """The model's batching queue is full: the client should retry after ``retry_after_s`` seconds."""
 

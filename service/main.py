@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from . import __doc__ as package_doc
+from .admission import Admission
 from .auth import ApiKeys, KeyRing
 from .errors import UnexpectedErrors, install_error_handlers
 from .metrics import Metrics, RequestMetrics
@@ -76,6 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=settings.max_upload_bytes,
         timeout_s=settings.request_body_timeout_s,
         drops_upgrade_bodies=settings.http_parser == "httptools",
+    )
+    app.add_middleware(
+        Admission,
+        max_requests=settings.max_requests_in_flight,
+        max_body_bytes=settings.max_body_bytes_in_flight,
+        max_upload_bytes=settings.max_upload_bytes,
     )
     if settings.api_keys_file is not None:
         app.add_middleware(ApiKeys, keys=KeyRing.read(settings.api_keys_file))

@@ -146,6 +146,18 @@ class Settings(BaseSettings):
         "bytes a pixel, and more while it is preprocessed); a decode waits for room, and an image alone "
         "always fits.",
     )
+    max_requests_in_flight: int = Field(
+        512,
+        ge=0,
+        description="Most requests being answered at once by one server process (health endpoints "
+        "apart); beyond, 503 overloaded with Retry-After at once, before the body is read. 0: no bound.",
+    )
+    max_body_bytes_in_flight: int = Field(
+        268_435_456,
+        ge=0,
+        description="Most bytes of request bodies the requests being answered may hold (each counts its "
+        "Content-Length, or max_upload_bytes without one); beyond, 503 overloaded. 0: no bound.",
+    )
     max_batch_items: int = Field(32, ge=1, description="Most images or texts in one request (413 above it).")
     max_text_chars: int = Field(
         100_000,
