@@ -16,6 +16,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .settings import Settings
 
+EXEMPT_PATHS = frozenset({b"/health/live", b"/health/ready", b"/v2/health/live", b"/v2/health/ready"})
 RESERVED_FILES = 128  # descriptors kept for the process itself (model files, logs, worker pipes)
 
 
@@ -27,12 +28,13 @@ def connection_cap(settings: Settings) -> int:
     return max(16, soft - RESERVED_FILES) if soft != resource.RLIM_INFINITY else 65536
 
 
-def error_bytes(status: int, reason: str, code: str, message: str) -> bytes:
+def error_bytes(status: int, reason: str, code: str, message: str, retry_after: bool = False) -> bytes:
     """A whole HTTP response in the one error shape, closing the connection."""
     body = json.dumps({"error": {"code": code, "message": message, "status": status}}).encode()
+    retry = "retry-after: 1\r\n" if retry_after else ""
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        f"content-length: {len(body)}\r\n{retry}connection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
 
@@ -43,12 +45,13 @@ def guarded_protocol(settings: Settings) -> type[HttpToolsProtocol]:
         "max_head_bytes": settings.max_header_bytes,
         "head_timeout_s": settings.header_timeout_s,
         "max_connections": connection_cap(settings),
+        "max_in_flight": settings.max_requests_in_flight,
     }
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), limits)
 
 
-class HeadTooLarge(Exception):
-    """Raised from a parser callback to stop parsing a head over the limit (already answered 431)."""
+class Refused(Exception):
+    """Raised from a parser callback to stop parsing a request already answered (431, 503)."""
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -60,6 +63,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 65536
     head_timeout_s = 10.0
     max_connections = 1000
+    max_in_flight = 0  # requests being answered (their ASGI tasks) beyond which a new one is refused
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,7 +115,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_size += size
         if self._head_size > self.max_head_bytes:
             self._head_too_large()
-            raise HeadTooLarge  # stops the parser: httptools raises it on as its callback error
+            raise Refused  # stops the parser: httptools raises it on as its callback error
 
     def _head_too_large(self) -> None:
         self._refuse(
@@ -125,7 +129,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._disarm_head_timer()
+        if self.max_in_flight and len(self.tasks) >= self.max_in_flight and not self._exempt():
+            # the cheapest refusal there is: no request cycle, no task, no middleware (a request that is
+            # turned away costs a tenth of one that is served, so that refusing the excess of an overload
+            # leaves the CPU to the requests taken)
+            self._refuse(
+                503,
+                "Service Unavailable",
+                "overloaded",
+                f"{len(self.tasks)} requests are being answered, the most this server takes at once; "
+                "retry later",
+                retry_after=True,
+            )
+            raise Refused
         super().on_headers_complete()
+
+    def _exempt(self) -> bool:
+        return self.url.split(b"?", 1)[0] in EXEMPT_PATHS
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -135,10 +155,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         self._refuse(400, "Bad Request", "bad_request", f"the request is not valid HTTP/1.1: {msg}")
 
-    def _refuse(self, status: int, reason: str, code: str, message: str) -> None:
+    def _refuse(self, status: int, reason: str, code: str, message: str, retry_after: bool = False) -> None:
         self._disarm_head_timer()
         if not self.transport.is_closing():
-            self.transport.write(error_bytes(status, reason, code, message))
+            self.transport.write(error_bytes(status, reason, code, message, retry_after))
             self.transport.close()
 
     def _arm_head_timer(self) -> None:

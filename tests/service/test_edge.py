@@ -114,3 +114,24 @@ def test_ordinary_and_kept_alive_requests_are_served(server: tuple[str, int]) ->
         long_text = "good film " * 9_000  # a body far larger than max_header_bytes
         answered = client.post("/v1/sentiment", json={"text": long_text, "model": "tiny-sentiment"})
         assert answered.status_code == 200 and answered.json()["results"][0]["truncated"] is True
+
+
+def test_requests_beyond_the_in_flight_bound_are_refused_by_the_protocol(tiny_repo: Path) -> None:
+    """With max_requests_in_flight reached, a new request is answered 503 overloaded with Retry-After
+    straight from the connection layer (no request cycle); health stays reachable."""
+    env = {"MODELSERVE_MAX_REQUESTS_IN_FLIGHT": "1", "MODELSERVE_REQUEST_BODY_TIMEOUT_S": "30"}
+    with running_server(tiny_repo, **env) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as held:
+            # a request whose body never comes holds the one slot
+            held.sendall(b"POST /v1/sentiment HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.3)
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head.lower()
+            assert json.loads(body)["error"]["code"] == "overloaded"
+            assert httpx.get(f"{url}/health/ready").status_code == 200
