@@ -1,0 +1,112 @@
+"""Mixed overload: classify (pets-resnet18) and sentiment (sentiment-lstm) at once, each with far more
+clients than the service answers in time (``bench/load.py``'s clients send back to back and do not wait
+for Retry-After), against ``python -m service`` under each admission setting given, in one run. Prints,
+per setting and task: requests answered and their rate, refused (503 or any other non-200), p50/p99 of
+the answered ones, and the server's RSS near the end of the load (from /proc).
+
+    python -m bench.overload --models-dir models --setting none:0:0 --setting cap32:32:300
+
+A setting is ``LABEL:MAX_REQUESTS_IN_FLIGHT:BATCH_MAX_WAIT_MS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import ROOT, server
+
+
+def rss_mb(url: str) -> float:
+    """The resident memory of the server listening at ``url`` (Linux: found by its command line)."""
+    port = url.rsplit(":", 1)[1]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            parts = cmdline.read_bytes().split(b"\0")
+            if (
+                b"service" in parts
+                and b"--port" in parts
+                and parts[parts.index(b"--port") + 1] == port.encode()
+            ):
+                status = (cmdline.parent / "status").read_text()
+                return (
+                    int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+                    / 1024
+                )
+        except (OSError, IndexError, StopIteration):
+            continue
+    return float("nan")
+
+
+def load(url: str, task: str, clients: int, seconds: float, processes: int) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--url",
+        url,
+        "--task",
+        task,
+        "--concurrency",
+        str(clients),
+    ]
+    command += ["--requests", "10000000", "--duration", str(seconds), "--warmup", "20"]
+    command += ["--processes", str(processes)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def measure(
+    models_dir: Path, label: str, in_flight: int, wait_ms: int, args: argparse.Namespace
+) -> list[str]:
+    env = {"MODELSERVE_MAX_REQUESTS_IN_FLIGHT": str(in_flight), "MODELSERVE_BATCH_MAX_WAIT_MS": str(wait_ms)}
+    command = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--log-level", "warning"]
+    results: dict[str, dict[str, Any]] = {}
+    with server(command, "/health/ready", env) as url:
+        runs = [("classify", args.classify_clients, 1), ("sentiment", args.sentiment_clients, 2)]
+        threads = [
+            threading.Thread(
+                target=lambda t=t, c=c, p=p: results.__setitem__(t, load(url, t, c, args.seconds, p))
+            )
+            for t, c, p in runs
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(args.seconds * 0.8)
+        memory = rss_mb(url)
+        for thread in threads:
+            thread.join()
+    lines = []
+    for task, r in results.items():
+        lines.append(
+            f"{label:<12} {task:<10} {r['requests']:>8} {r['throughput']:>9.0f} {r['errors']:>9} "
+            f"{r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {memory:>8.0f}"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__)
+    parser.add_argument("--models-dir", type=Path, default=Path("models"))
+    parser.add_argument("--setting", action="append", default=[], help="LABEL:MAX_IN_FLIGHT:MAX_WAIT_MS")
+    parser.add_argument("--classify-clients", type=int, default=128)
+    parser.add_argument("--sentiment-clients", type=int, default=512)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    settings = args.setting or ["none:0:0", "cap32:32:300"]
+    rows = ["setting      task       answered    req/s   refused  p50 ms   p99 ms   RSS MB"]
+    for setting in settings:
+        label, in_flight, wait_ms = setting.split(":")
+        rows += measure(args.models_dir, label, int(in_flight), int(wait_ms), args)
+        print(rows[-2], rows[-1], sep="\n", flush=True)
+    print("\n".join(["", *rows]))
+
+
+if __name__ == "__main__":
+    main()
