@@ -3,6 +3,7 @@ under ``/v2`` the Open Inference Protocol's own body, ``{"error": "<message>"}``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -156,6 +157,17 @@ class ModelNotReady(ServiceError):
     code = "model_not_ready"
 
 
+class ShuttingDown(ServiceError):
+    """The server stopped, and the request could not finish within ``shutdown_timeout_s``."""
+
+    status_code = 503
+    code = "shutting_down"
+    closes_connection = True
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close", "Retry-After": "1"}
+
+
 class Overloaded(ServiceError):
     """The process answers as many requests (or holds as many bytes of bodies) as it takes at once."""
 
@@ -297,6 +309,16 @@ class UnexpectedErrors:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except asyncio.CancelledError:
+            # the server's graceful shutdown ran out of time (shutdown_timeout_s) and cancels what is left:
+            # an answer that says so, in the one shape (uvicorn's own is a plain-text 500)
+            if started:
+                raise
+            error = ShuttingDown(
+                "the server is shutting down and this request did not finish in time; retry it (another "
+                "replica will answer)"
+            )
+            await error_response(error, scope)(scope, receive, send)
         except Exception as exc:
             if started:  # part of the answer is out: nothing to do but let the server end the connection
                 raise

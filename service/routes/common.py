@@ -41,6 +41,9 @@ async def answer_unless_gone(receive: Receive, ticket: Ticket[U]) -> U:
     gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait((answer, gone), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:  # the server is shutting down and out of time: stop the work too
+        ticket.abandon()
+        raise
     finally:
         gone.cancel()
     if not answer.done():

@@ -7,6 +7,8 @@ the server's ``100 Continue`` (the application is now reading the body), and sen
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -129,8 +131,11 @@ def test_shutdown_timeout_bounds_the_wait_for_requests_in_flight(tiny_repo: Path
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
         assert time.monotonic() - signalled < 10
-        assert not stalled.recv(4096).startswith(b"HTTP/1.1 200")
+        # the request cut off is told so, in the one error shape (uvicorn's own answer: a plain-text 500)
+        head, _, body = read_until(stalled, None).partition(b"\r\n\r\n")
         stalled.close()
+        assert head.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head.lower()
+        assert json.loads(body)["error"]["code"] == "shutting_down"
 
 
 def test_a_second_sigterm_ends_the_delay(tiny_repo: Path) -> None:
@@ -140,3 +145,27 @@ def test_a_second_sigterm_ends_the_delay(tiny_repo: Path) -> None:
         assert accepts_connections(url)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_work_cut_off_by_the_shutdown_is_abandoned() -> None:
+    """A caption whose request the server cancels (shutdown_timeout_s ran out) is abandoned too: its
+    search leaves the decoder at the next step instead of decoding on for nobody."""
+    from service.batching import Ticket
+    from service.routes.common import answer_unless_gone
+
+    async def scenario() -> Ticket[object]:
+        ticket: Ticket[object] = Ticket()
+        ticket.set_running_or_notify_cancel()  # being decoded
+
+        async def receive() -> dict[str, object]:
+            await asyncio.sleep(3600)  # the client stays
+            return {"type": "http.disconnect"}
+
+        waiting = asyncio.ensure_future(answer_unless_gone(receive, ticket))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        return ticket
+
+    assert asyncio.run(scenario()).abandoned
