@@ -49,6 +49,11 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        if b"content-length" in headers and b"transfer-encoding" in headers:
+            # two framings at once: the way request smuggling starts, whichever one a proxy in front reads
+            framing = AmbiguousFraming("the request has both Content-Length and Transfer-Encoding; send one")
+            await error_response(framing, scope)(scope, receive, send)
+            return
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > self.max_bytes:
             await error_response(self._error(), scope)(scope, receive, send)
@@ -107,6 +112,13 @@ class UpgradeRefused(BadRequest):
     """A request with a body that offers a protocol upgrade, under the httptools parser. Its answer closes
     the connection: the parser took the rest of the connection's bytes for the other protocol, so a
     request pipelined behind it would never be answered."""
+
+    closes_connection = True
+
+
+class AmbiguousFraming(BadRequest):
+    """A request that gives its body's length twice (Content-Length and Transfer-Encoding). Its answer
+    closes the connection: where the body ends, and so where a next request would start, is not known."""
 
     closes_connection = True
 

@@ -135,3 +135,27 @@ def test_requests_beyond_the_in_flight_bound_are_refused_by_the_protocol(tiny_re
             assert head.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head.lower()
             assert json.loads(body)["error"]["code"] == "overloaded"
             assert httpx.get(f"{url}/health/ready").status_code == 200
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_content_length_with_transfer_encoding_is_refused_and_the_connection_closed(
+    tiny_repo: Path, parser: str
+) -> None:
+    with running_server(tiny_repo, MODELSERVE_HTTP_PARSER=parser) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            body = b'{"text": "good"}'
+            sock.sendall(
+                b"POST /v1/sentiment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 16\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + f"{len(body):x}\r\n".encode()
+                + body
+                + b"\r\n0\r\n\r\n"
+                + b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"  # smuggled behind it: never answered
+            )
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 400 ") and data.count(b"HTTP/1.1 ") == 1, data[:300]
+        body = json.loads(data.partition(b"\r\n\r\n")[2])
+        assert body["error"]["code"] == "bad_request"  # httptools' parser refuses it itself; h11's, we do
