@@ -63,8 +63,9 @@ class Settings(BaseSettings):
     )
     default_image_classifier: str = Field(
         "pets-resnet18",
-        description="Model used by /v1/classify-image when the request names none; if it is not loaded, "
-        "the first image classifier by name is used.",
+        description="Model used by /v1/classify-image when the request names none. If the repository "
+        "holds it but no version serves, requests get 503 with the reason and readiness is held back; "
+        "only if the repository has no such model is the first image classifier by name used.",
     )
     default_sentiment_model: str = Field(
         "sentiment-lstm", description="Default model of /v1/sentiment (same fallback rule)."
