@@ -36,6 +36,7 @@ COPY docker/requirements-service-${VARIANT}.txt /tmp/requirements.txt
 RUN uv venv --python python3 /opt/venv \
     && uv pip install --python /opt/venv/bin/python --no-deps --requirement /tmp/requirements.txt
 COPY pyproject.toml README.md /src/
+COPY contract /src/contract
 COPY service /src/service
 RUN uv pip install --python /opt/venv/bin/python --no-deps /src
 
@@ -48,6 +49,7 @@ COPY docker/requirements-train.txt /tmp/requirements.txt
 RUN uv venv --python python3 /opt/venv \
     && uv pip install --python /opt/venv/bin/python --no-deps --requirement /tmp/requirements.txt
 COPY pyproject.toml README.md /src/
+COPY contract /src/contract
 COPY training /src/training
 RUN uv pip install --python /opt/venv/bin/python --no-deps /src
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
+
+from contract.files import sha256_file
 
 from .batching import BatchConfig
 from .manifest import MODEL_NAME_PATTERN, Manifest
@@ -39,15 +40,6 @@ def discover(models_dir: Path) -> list[VersionDir]:
             if version_dir.is_dir() and version_dir.name.isdigit() and int(version_dir.name) > 0:
                 found.append(VersionDir(model_dir.name, int(version_dir.name), version_dir))
     return sorted(found, key=lambda v: (v.name, v.version))
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(version: VersionDir) -> Manifest:

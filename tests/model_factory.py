@@ -31,7 +31,6 @@ Behaviours (the service's tests rely on them; `tests/test_model_factory.py` chec
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -45,6 +44,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
+
+from contract.files import file_hashes
 
 MANIFEST_FORMAT = "modelserve.manifest/v1"
 OPSET = 17
@@ -88,15 +89,6 @@ CAPTION_DARK_LOGIT = 4.0
 # --------------------------------------------------------------------------------------- helpers
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def graph_entry(model: onnx.ModelProto, file: str) -> dict[str, Any]:
     """The manifest's `graph` object for a model, read from its declared inputs and outputs."""
     dtypes = {TensorProto.FLOAT: "float32", TensorProto.INT64: "int64"}
@@ -119,11 +111,7 @@ def write_manifest(version_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
     `fields` holds `name`, `version`, `task`, `description`, `graphs` and the task's own fields;
     `format`, `created`, `files`, `metrics` and `provenance` are filled in unless given.
     """
-    files = {
-        p.name: sha256_file(p)
-        for p in sorted(version_dir.iterdir())
-        if p.is_file() and p.name != "manifest.json"
-    }
+    files = file_hashes(version_dir)
     common = ("name", "version", "task", "description")
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,

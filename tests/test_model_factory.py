@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
+from contract.files import sha256_file
 from tests import model_factory as mf
 
 
@@ -61,7 +62,7 @@ def test_manifest_follows_the_contract(repo: Path, name: str, task: str, graphs:
     on_disk = {p.name for p in version_dir.iterdir()} - {"manifest.json"}
     assert set(data["files"]) == on_disk
     for file, digest in data["files"].items():
-        assert mf.sha256_file(version_dir / file) == digest
+        assert sha256_file(version_dir / file) == digest
     assert {key: g["file"] for key, g in data["graphs"].items()} == graphs
     for graph in data["graphs"].values():
         model = onnx.load(str(version_dir / graph["file"]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -12,30 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.files import MANIFEST_NAME, file_hashes
+
 MANIFEST_FORMAT = "modelserve.manifest/v1"
-MANIFEST_NAME = "manifest.json"
 NAME_PATTERN = re.compile(r"^[a-z0-9-]+$")
 
 
 class ParityError(AssertionError):
     """onnxruntime and PyTorch disagree beyond tolerance: the export is refused."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _file_hashes(version_dir: Path) -> dict[str, str]:
-    return {
-        p.name: sha256_file(p)
-        for p in sorted(version_dir.iterdir())
-        if p.is_file() and p.name != MANIFEST_NAME
-    }
 
 
 def _write_manifest(version_dir: Path, manifest: dict) -> None:
@@ -89,7 +72,7 @@ def write_version(
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         **{k: v for k, v in manifest.items() if k not in ("format", "name", "version", "created")},
     }
-    full["files"] = _file_hashes(staging)
+    full["files"] = file_hashes(staging)
     _write_manifest(staging, full)
     staging.rename(final)
     return final
@@ -108,7 +91,7 @@ def update_manifest(version_dir: Path, **changes: object) -> None:
     version_dir = Path(version_dir)
     manifest = read_manifest(version_dir)
     manifest.update(changes)
-    manifest["files"] = _file_hashes(version_dir)
+    manifest["files"] = file_hashes(version_dir)
     _write_manifest(version_dir, manifest)
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from contract.files import sha256_file
 from service.manifest import Manifest
-from service.repository import sha256_file
 from tests.model_factory import make_classifier
 
 from .conftest import image_bytes, running_client, upload

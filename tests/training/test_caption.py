@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
+from contract.files import sha256_file  # noqa: E402
 from training.caption.bleu import bleu_scores  # noqa: E402
 from training.caption.data import CaptionDataError, load_split  # noqa: E402
 from training.caption.evaluate import evaluate_version  # noqa: E402
@@ -28,7 +29,6 @@ from training.caption.vocab import (  # noqa: E402
     encode_caption,
 )
 from training.cli import main  # noqa: E402
-from training.version import sha256_file  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 SIZE = 64  # resnet18 layer3 -> 4x4 positions: small and fast

@@ -14,9 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 import onnxruntime as ort  # noqa: E402
 
+from contract.files import sha256_file  # noqa: E402
 from training import engine, runs  # noqa: E402
 from training.cli import main  # noqa: E402
-from training.version import sha256_file  # noqa: E402
 
 FAST = ["--epochs", "1", "--workers", "0", "--batch-size", "8"]
 COMMON = {
