@@ -12,15 +12,13 @@ A setting is ``LABEL:MAX_REQUESTS_IN_FLIGHT:BATCH_MAX_WAIT_MS``.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.run import ROOT, server
+from bench.run import load, server
 
 
 def rss_mb(url: str) -> float:
@@ -44,24 +42,6 @@ def rss_mb(url: str) -> float:
     return float("nan")
 
 
-def load(url: str, task: str, clients: int, seconds: float, processes: int) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "bench.load",
-        "--url",
-        url,
-        "--task",
-        task,
-        "--concurrency",
-        str(clients),
-    ]
-    command += ["--requests", "10000000", "--duration", str(seconds), "--warmup", "20"]
-    command += ["--processes", str(processes)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 def measure(
     models_dir: Path, label: str, in_flight: int, wait_ms: int, args: argparse.Namespace
 ) -> list[str]:
@@ -69,13 +49,12 @@ def measure(
     command = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--log-level", "warning"]
     results: dict[str, dict[str, Any]] = {}
     with server(command, "/health/ready", env) as url:
+
+        def run(task: str, clients: int, processes: int) -> None:
+            results[task] = load(url, task, clients, 10_000_000, args.seconds, label, processes, warmup=20)
+
         runs = [("classify", args.classify_clients, 1), ("sentiment", args.sentiment_clients, 2)]
-        threads = [
-            threading.Thread(
-                target=lambda t=t, c=c, p=p: results.__setitem__(t, load(url, t, c, args.seconds, p))
-            )
-            for t, c, p in runs
-        ]
+        threads = [threading.Thread(target=run, args=spec) for spec in runs]
         for thread in threads:
             thread.start()
         time.sleep(args.seconds * 0.8)

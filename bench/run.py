@@ -150,7 +150,14 @@ def server(command: list[str], ready_path: str, env: dict[str, str] | None = Non
 
 
 def load(
-    url: str, task: str, concurrency: int, requests: int, duration: float, system: str, processes: int = 1
+    url: str,
+    task: str,
+    concurrency: int,
+    requests: int,
+    duration: float,
+    system: str,
+    processes: int = 1,
+    warmup: int | None = None,
 ) -> Row:
     command = [
         sys.executable,
@@ -169,6 +176,8 @@ def load(
         "--processes",
         str(processes),
     ]
+    if warmup is not None:
+        command += ["--warmup", str(warmup)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the load process failed: {done.stderr[-2000:]}")
