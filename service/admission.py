@@ -12,7 +12,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import Overloaded, error_response
 
-EXEMPT = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
+# the health endpoints: never refused, never behind a key (probes and load balancers must reach them)
+PROBE_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
 
 
 class Admission:
@@ -27,7 +28,7 @@ class Admission:
         self.body_bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in EXEMPT:
+        if scope["type"] != "http" or scope["path"] in PROBE_PATHS:
             await self.app(scope, receive, send)
             return
         size = self._declared_size(scope)

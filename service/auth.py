@@ -15,9 +15,9 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .admission import PROBE_PATHS
 from .errors import Forbidden, Unauthorized, error_response
 
-OPEN_PATHS = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
 ADMIN_PATHS = frozenset({"/metrics", "/v1/models"})
 ADMIN_PREFIXES = ("/v2/repository",)
 
@@ -36,7 +36,7 @@ def key_digest(key: str) -> str:
 
 def required_scope(path: str) -> KeyScope | None:
     """The scope a path needs; None for the open ones."""
-    if path in OPEN_PATHS:
+    if path in PROBE_PATHS:
         return None
     if path in ADMIN_PATHS or path.startswith(ADMIN_PREFIXES):
         return KeyScope.ADMIN

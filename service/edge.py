@@ -10,13 +10,24 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .admission import PROBE_PATHS
+from .errors import (
+    BadRequest,
+    HeadersTooLarge,
+    Overloaded,
+    RequestTimeout,
+    ServiceError,
+    TooManyConnections,
+    error_content,
+)
 from .settings import Settings
 
-EXEMPT_PATHS = frozenset({b"/health/live", b"/health/ready", b"/v2/health/live", b"/v2/health/ready"})
+PROBE_PATHS_RAW = frozenset(path.encode() for path in PROBE_PATHS)
 RESERVED_FILES = 128  # descriptors kept for the process itself (model files, logs, worker pipes)
 
 
@@ -28,15 +39,14 @@ def connection_cap(settings: Settings) -> int:
     return max(16, soft - RESERVED_FILES) if soft != resource.RLIM_INFINITY else 65536
 
 
-def error_bytes(status: int, reason: str, code: str, message: str, retry_after: bool = False) -> bytes:
-    """A whole HTTP response in the one error shape, closing the connection."""
-    body = json.dumps({"error": {"code": code, "message": message, "status": status}}).encode()
-    retry = "retry-after: 1\r\n" if retry_after else ""
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n{retry}connection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
+def error_bytes(error: ServiceError) -> bytes:
+    """A whole HTTP response of ``error`` in the one error shape (its headers too), closing the connection."""
+    body = json.dumps(error_content(error)).encode()
+    headers = {**error.headers(), "Connection": "close"}
+    head = [f"HTTP/1.1 {error.status_code} {HTTPStatus(error.status_code).phrase}"]
+    head += ["content-type: application/json", f"content-length: {len(body)}"]
+    head += [f"{name.lower()}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
 
 def guarded_protocol(settings: Settings) -> type[HttpToolsProtocol]:
@@ -76,10 +86,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             self._refuse(
-                503,
-                "Service Unavailable",
-                "too_many_connections",
-                f"the server holds {self.max_connections} connections, the most it takes; retry later",
+                TooManyConnections(
+                    f"the server holds {self.max_connections} connections, the most it takes; retry later"
+                )
             )
             return
         self._arm_head_timer()
@@ -119,10 +128,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_too_large(self) -> None:
         self._refuse(
-            431,
-            "Request Header Fields Too Large",
-            "headers_too_large",
-            f"the request's headers are larger than the limit of {self.max_head_bytes} bytes",
+            HeadersTooLarge(f"the request's headers are larger than the limit of {self.max_head_bytes} bytes")
         )
 
     def on_headers_complete(self) -> None:
@@ -134,18 +140,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # turned away costs a tenth of one that is served, so that refusing the excess of an overload
             # leaves the CPU to the requests taken)
             self._refuse(
-                503,
-                "Service Unavailable",
-                "overloaded",
-                f"{len(self.tasks)} requests are being answered, the most this server takes at once; "
-                "retry later",
-                retry_after=True,
+                Overloaded(
+                    f"{len(self.tasks)} requests are being answered, the most this server takes at once; "
+                    "retry later"
+                )
             )
             raise Refused
         super().on_headers_complete()
 
     def _exempt(self) -> bool:
-        return self.url.split(b"?", 1)[0] in EXEMPT_PATHS
+        return self.url.split(b"?", 1)[0] in PROBE_PATHS_RAW
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -153,12 +157,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # closes the connection while nothing comes)
 
     def send_400_response(self, msg: str) -> None:
-        self._refuse(400, "Bad Request", "bad_request", f"the request is not valid HTTP/1.1: {msg}")
+        self._refuse(BadRequest(f"the request is not valid HTTP/1.1: {msg}"))
 
-    def _refuse(self, status: int, reason: str, code: str, message: str, retry_after: bool = False) -> None:
+    def _refuse(self, error: ServiceError) -> None:
         self._disarm_head_timer()
         if not self.transport.is_closing():
-            self.transport.write(error_bytes(status, reason, code, message, retry_after))
+            self.transport.write(error_bytes(error))
             self.transport.close()
 
     def _arm_head_timer(self) -> None:
@@ -174,8 +178,5 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer = None
         if self._in_head and (self.cycle is None or self.cycle.response_complete):
             self._refuse(
-                408,
-                "Request Timeout",
-                "request_timeout",
-                f"the request's headers did not arrive within {self.head_timeout_s:g} s",
+                RequestTimeout(f"the request's headers did not arrive within {self.head_timeout_s:g} s")
             )

@@ -96,6 +96,22 @@ class ImageTooLarge(ServiceError):
     code = "image_too_large"
 
 
+class HeadersTooLarge(ServiceError):
+    """A request head (request line and headers) over ``max_header_bytes``; the connection is closed."""
+
+    status_code = 431
+    code = "headers_too_large"
+    closes_connection = True
+
+
+class TooManyConnections(ServiceError):
+    """``max_connections`` connections are open already; the new one is answered and closed."""
+
+    status_code = 503
+    code = "too_many_connections"
+    closes_connection = True
+
+
 class TooManyItems(ServiceError):
     """More than ``max_batch_items`` images or texts in one request."""
 
@@ -223,8 +239,12 @@ def error_response(error: ServiceError, scope: Scope | None = None) -> JSONRespo
         if 400 <= status < 500 and status not in _V2_STATUSES:
             status = 400
         return ErrorJSON({"error": error.message}, status_code=status, headers=error.headers())
-    body = {"error": {"code": error.code, "message": error.message, "status": error.status_code}}
-    return ErrorJSON(body, status_code=error.status_code, headers=error.headers())
+    return ErrorJSON(error_content(error), status_code=error.status_code, headers=error.headers())
+
+
+def error_content(error: ServiceError) -> dict[str, Any]:
+    """The one error body of ``error``: ``{"error": {"code", "message", "status"}}``."""
+    return {"error": {"code": error.code, "message": error.message, "status": error.status_code}}
 
 
 def _format_validation(exc: RequestValidationError) -> str:
