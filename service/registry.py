@@ -193,10 +193,10 @@ class ModelRegistry:
     def _retire(self, entry: ModelVersion, reason: str) -> None:
         """Stop serving a version: new requests no longer reach it at once; its batcher and sessions are
         kept ``retire_grace_s`` for the requests that resolved it just before, then drained and released."""
-        if entry.state is not ModelState.READY:
-            entry.state, entry.reason = ModelState.UNLOADED, reason
-            return
+        was_serving = entry.state is ModelState.READY
         entry.state, entry.reason = ModelState.UNLOADED, reason
+        if not was_serving:
+            return
         retirement = Retirement(entry, entry.batcher, entry.runtime)
         retirement.timer = threading.Timer(self.settings.retire_grace_s, retirement.release)
         retirement.timer.daemon = True

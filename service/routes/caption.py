@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import CaptionerRuntime
@@ -13,6 +13,7 @@ from ..runtimes.captioner import DEFAULT_BEAM_SIZE
 from ..schemas import Caption, CaptionResponse, ImageError
 from ..uploads import read_images
 from .common import (
+    ModelInQuery,
     answer_unless_gone,
     answerable,
     check_range,
@@ -36,9 +37,7 @@ async def caption(
         list[UploadFile], File(description="One or several images (JPEG, PNG, WebP, BMP, GIF).")
     ],
     model: Annotated[str | None, Form(description="Captioner name, or name:version.")] = None,
-    model_in_query: Annotated[
-        str | None, Query(alias="model", description="The model, in the query string instead of the form.")
-    ] = None,
+    model_in_query: ModelInQuery = None,
     max_length: Annotated[
         int | None, Form(description="Most tokens per caption; default: the model's manifest.")
     ] = None,

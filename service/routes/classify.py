@@ -5,14 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import ClassifierRuntime
 from ..runtimes.base import rank
 from ..schemas import ClassifyImageResponse, ImageClassification, ImageError, Prediction
 from ..uploads import read_images
-from .common import answerable, check_range, error_responses, in_slots, requested_model, resolve_runtime
+from .common import (
+    ModelInQuery,
+    answerable,
+    check_range,
+    error_responses,
+    in_slots,
+    requested_model,
+    resolve_runtime,
+)
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -29,9 +37,7 @@ async def classify_image(
         list[UploadFile], File(description="One or several images (JPEG, PNG, WebP, BMP, GIF).")
     ],
     model: Annotated[str | None, Form(description="Image classifier name, or name:version.")] = None,
-    model_in_query: Annotated[
-        str | None, Query(alias="model", description="The model, in the query string instead of the form.")
-    ] = None,
+    model_in_query: ModelInQuery = None,
     top_k: Annotated[int, Form(description="How many labels per image, most probable first.")] = 5,
 ) -> ClassifyImageResponse:
     """Classify each uploaded image; returns its ``top_k`` labels with their probabilities. An image that

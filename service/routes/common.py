@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+from fastapi import Query
 from starlette.types import Receive
 
 from ..batching import Ticket
@@ -96,6 +97,12 @@ def in_slots(
 def error_detail(error: ServiceError) -> ErrorDetail:
     """The error of one item, as the one error shape's content."""
     return ErrorDetail(code=error.code, message=error.message, status=error.status_code)
+
+
+ModelInQuery = Annotated[
+    str | None,
+    Query(alias="model", description="The model, in the query string instead of the form or body."),
+]
 
 
 def requested_model(given: str | None, in_query: str | None) -> str | None:

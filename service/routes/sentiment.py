@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ..deps import RegistryDep, SettingsDep
 from ..limits import text_outcomes
 from ..runtimes import SentimentRuntime
 from ..runtimes.sentiment import TextScores
 from ..schemas import SentimentRequest, SentimentResponse, SentimentResult, TextError
-from .common import answerable, error_responses, in_slots, requested_model, resolve_runtime
+from .common import ModelInQuery, answerable, error_responses, in_slots, requested_model, resolve_runtime
 
 router = APIRouter(prefix="/v1", tags=["tasks"])
 
@@ -21,9 +19,7 @@ async def sentiment(
     request: SentimentRequest,
     registry: RegistryDep,
     settings: SettingsDep,
-    model_in_query: Annotated[
-        str | None, Query(alias="model", description="The model, in the query string instead of the body.")
-    ] = None,
+    model_in_query: ModelInQuery = None,
 ) -> SentimentResponse:
     """The sentiment of each text: its label and probability, and every class's probability. A text
     longer than the model reads is read up to its window (``truncated``). A text that cannot be read
