@@ -21,10 +21,10 @@ from service.repository import VersionDir, load_version, read_manifest  # noqa: 
 from service.runtimes import ClassifierRuntime, Runtime, SentimentRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from training import runs  # noqa: E402
+from training.caption.evaluate import preset_from_manifest  # noqa: E402
 from training.cli import main  # noqa: E402
 from training.data import text as text_data  # noqa: E402
 from training.export import build_model  # noqa: E402
-from training.presets import ImagePreset  # noqa: E402
 
 FAST = ["--epochs", "1", "--workers", "0", "--batch-size", "8"]
 
@@ -66,15 +66,7 @@ def image_round_trip(checkpoint: dict, version_dir: Path) -> None:
     runtime = served(version_dir)
     assert isinstance(runtime, ClassifierRuntime)
     model = build_model(checkpoint)
-    spec = checkpoint["image"]
-    preset = ImagePreset(
-        size=tuple(spec["size"]),
-        resize=spec["resize"],
-        color_mode=spec["color_mode"],
-        mean=tuple(spec["mean"]),
-        std=tuple(spec["std"]),
-        invert=spec["invert"],
-    )
+    preset = preset_from_manifest(checkpoint["image"])
     for data in photos():
         service = runtime.infer(np.stack([load_pixels(data, 10**8, runtime.image_spec)]))[0]
         with torch.no_grad():
