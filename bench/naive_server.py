@@ -24,9 +24,9 @@ from PIL import Image, ImageOps
 from pydantic import BaseModel
 from tokenizers import Tokenizer
 
+from contract import beam
 from training.caption.export import load_captioner
 from training.caption.model import numpy_step
-from training.caption.search import beam_search
 from training.caption.vocab import decode_caption
 from training.export import build_model
 from training.presets import ImagePreset
@@ -109,6 +109,9 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
     ).eval_transform()
     caption_tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
     caption_spec = manifest["caption"]
+    banned = beam.banned_tokens(
+        bos_id=caption_spec["bos_id"], pad_id=caption_spec["pad_id"], unk_id=caption_spec["unk_id"]
+    )
 
     @app.post("/v1/caption")
     def caption(
@@ -119,17 +122,18 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
             for upload in files:
                 pixels = caption_transform(_image(upload.file.read())).unsqueeze(0).to(device)
                 features, h, c = captioner.encode(pixels)
-                best = beam_search(
+                (best,) = beam.decode(
                     numpy_step(captioner.decoder, device, features),
                     h.cpu().numpy(),
                     c.cpu().numpy(),
-                    bos=caption_spec["bos_id"],
-                    eos=caption_spec["eos_id"],
+                    bos_id=caption_spec["bos_id"],
+                    eos_id=caption_spec["eos_id"],
                     max_length=caption_spec["max_length"],
                     beam_size=beam_size,
                     length_penalty=caption_spec.get("length_penalty", 1.0),
+                    banned=banned,
                 )
-                results.append(decode_caption(caption_tokenizer, best.ids))
+                results.append(decode_caption(caption_tokenizer, best.tokens))
             return {"results": results}
 
     @app.get("/info")

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from contract.beam import BeamSearch, Hypothesis, advance_together
+
 from .batching import BatchConfig, Pending, QueueWorker, Ticket
 from .metrics import ModelMetrics
 from .runtimes.base import padded_size
-from .runtimes.beam import BeamSearch, Hypothesis, advance_together
 from .runtimes.captioner import CaptionerRuntime, ImageContext
 
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from contract.beam import BeamSearch, Hypothesis, banned_tokens
+
 from ..manifest import CaptionSpec, ImageSpec
 from ..preprocessing import image_batch, load_tokenizer
 from .base import Runtime, RuntimeLoadError
-from .beam import BeamSearch, Hypothesis
 
 DEFAULT_BEAM_SIZE = 3  # when a request does not say
 
@@ -122,7 +123,7 @@ class CaptionerRuntime(Runtime):
             max_length=max_length,
             beam_size=beam_size,
             length_penalty=self.spec.length_penalty,
-            banned=(self.spec.unk_id, self.spec.pad_id, self.spec.bos_id),
+            banned=banned_tokens(bos_id=self.spec.bos_id, pad_id=self.spec.pad_id, unk_id=self.spec.unk_id),
         )
 
     def detokenize(self, tokens: list[int]) -> str:

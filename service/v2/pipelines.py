@@ -10,12 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from contract.beam import Hypothesis
+
 from ..errors import BadRequest
 from ..limits import check_texts
 from ..manifest import Manifest
 from ..runtimes import CaptionerRuntime, ClassifierRuntime, SentimentRuntime
 from ..runtimes.base import rank
-from ..runtimes.beam import Hypothesis
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE
 from ..runtimes.sentiment import TextScores
 from .base import Servable, Started, TensorMeta

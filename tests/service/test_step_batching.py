@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract.beam import Hypothesis
 from service.batching import BatchConfig, Ticket
 from service.metrics import Metrics
 from service.preprocessing import image_batch
 from service.repository import discover, load_version, read_manifest
 from service.runtimes import CaptionerRuntime
-from service.runtimes.beam import Hypothesis
 from service.runtimes.captioner import ImageContext
 from service.settings import Settings
 from service.step_batching import CaptionBatcher, ImageSlots

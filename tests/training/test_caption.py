@@ -1,8 +1,10 @@
-"""The captioner: data, vocabulary, network, training, ONNX export parity, beam search and evaluation."""
+"""The captioner: data, vocabulary, network, training, ONNX export parity, evaluation, and evaluation's
+captions equal to the service's (one beam search, contract.beam, with the same banned tokens)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +15,20 @@ torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 
+from contract.beam import Step, banned_tokens, decode  # noqa: E402
 from contract.files import sha256_file  # noqa: E402
+from service.repository import VersionDir, load_version, read_manifest  # noqa: E402
+from service.runtimes import CaptionerRuntime  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from tests.model_factory import make_captioner  # noqa: E402
+from tests.service.conftest import running_client  # noqa: E402
 from training.caption.bleu import bleu_scores  # noqa: E402
 from training.caption.data import CaptionDataError, load_split  # noqa: E402
-from training.caption.evaluate import evaluate_version  # noqa: E402
+from training.caption.evaluate import caption_files, evaluate_version  # noqa: E402
 from training.caption.export import export_version, load_captioner  # noqa: E402
 from training.caption.model import Captioner, CaptionerConfig, numpy_step  # noqa: E402
 from training.caption.runtime import OnnxCaptioner  # noqa: E402
-from training.caption.search import beam_search, greedy_search  # noqa: E402
-from training.caption.vocab import (  # noqa: E402
-    BOS_ID,
-    EOS_ID,
-    build_tokenizer,
-    decode_caption,
-    encode_caption,
-)
+from training.caption.vocab import BOS_ID, EOS_ID, build_tokenizer, decode_caption, encode_caption  # noqa: E402
 from training.cli import main  # noqa: E402
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -195,52 +196,6 @@ def test_layer3_encoder_is_a_quarter_of_the_body_with_a_finer_grid() -> None:
         Captioner(CaptionerConfig(vocab_size=30, feature_layer="layer2"))
 
 
-def _toy_step(table: dict[tuple[int, ...], list[float]]):
-    """A fake decoder whose 'state' h carries the last token, to test the search semantics alone."""
-
-    def step(tokens, h, c, images):
-        rows = [np.log(np.asarray(table[(int(t),)], dtype=np.float32) + 1e-9) for t in tokens]
-        return np.stack(rows), np.asarray(tokens, np.float32)[:, None], c
-
-    return step
-
-
-def test_beam_search_beats_greedy_on_toy_decoder() -> None:
-    # ids: 0 pad, 1 unk, 2 bos, 3 eos, 4 "a", 5 "b". Greedy takes "a" (0.5) then is stuck at 0.3;
-    # beam 2 also keeps "b" (0.4), whose <end> follows with 0.9.
-    table = {
-        (2,): [0, 0, 0, 0.1, 0.5, 0.4],
-        (4,): [0, 0, 0, 0.3, 0.35, 0.35],
-        (5,): [0, 0, 0, 0.9, 0.05, 0.05],
-    }
-    args = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
-    options = {"bos": 2, "eos": 3, "max_length": 4}
-    best = beam_search(_toy_step(table), *args, beam_size=2, **options)
-    assert best.ids == (5, 3) and best.score == pytest.approx(np.log(0.4 * 0.9) / 2, rel=1e-5)
-    assert beam_search(_toy_step(table), *args, beam_size=1, **options).ids[:2] == (4, 4)
-    assert greedy_search(_toy_step(table), *args, **options) == [(4, 4, 4, 4)]
-
-
-# ids as above plus 6 "c". Beam 2 finishes "a <end>" (0.6 * 0.5 = 0.3, 2 tokens) and "b c <end>"
-# (0.4 * 0.8 * 0.8 = 0.256, 3 tokens): the summed log-probability prefers the first, the mean per token
-# the second.
-LENGTH_TABLE = {
-    (2,): [0, 0, 0, 0, 0.6, 0.4, 0],
-    (4,): [0, 0, 0, 0.5, 0.25, 0.25, 0],
-    (5,): [0, 0, 0, 0.1, 0.1, 0, 0.8],
-    (6,): [0, 0, 0, 0.8, 0.1, 0.1, 0],
-}
-
-
-@pytest.mark.parametrize(("length_penalty", "ids"), [(0.0, (4, 3)), (1.0, (5, 6, 3))])
-def test_length_penalty_picks_among_finished_captions(length_penalty: float, ids: tuple[int, ...]) -> None:
-    args = (np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32))
-    best = beam_search(
-        _toy_step(LENGTH_TABLE), *args, bos=2, eos=3, max_length=5, beam_size=2, length_penalty=length_penalty
-    )
-    assert best.ids == ids
-
-
 def test_bleu_on_known_examples() -> None:
     reference = ["the", "cat", "sat", "on", "the", "mat"]
     assert bleu_scores([[reference]], [reference]) == pytest.approx(
@@ -353,17 +308,10 @@ def test_onnx_step_parity_and_beam_search(version_dir: Path, run_dir: Path) -> N
         strict=True,
     ):
         np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)
-    options = {
-        "bos": BOS_ID,
-        "eos": EOS_ID,
-        "max_length": 8,
-        "beam_size": 3,
-        "length_penalty": onnx_model.spec["length_penalty"],
-    }
-    for i, hypothesis in enumerate(onnx_model.search(pixels, beam_size=3)):
-        expected = beam_search(torch_step, h0[i : i + 1].numpy(), c0[i : i + 1].numpy(), image=i, **options)
-        assert hypothesis.ids == expected.ids
-        assert hypothesis.score == pytest.approx(expected.score, abs=1e-4)
+    expected = onnx_model.decode(torch_step, h0.numpy(), c0.numpy(), beam_size=3)
+    for got, want in zip(onnx_model.search(pixels, beam_size=3), expected, strict=True):
+        assert got.tokens == want.tokens
+        assert got.score == pytest.approx(want.score, abs=1e-4)
 
 
 def test_evaluate_writes_metrics(version_dir: Path, flickr: Path) -> None:
@@ -374,3 +322,98 @@ def test_evaluate_writes_metrics(version_dir: Path, flickr: Path) -> None:
     assert manifest["metrics"]["dev"] == metrics
     assert sha256_file(version_dir / "card.md") == manifest["files"]["card.md"]
     assert "`dev` (onnxruntime): bleu1" in (version_dir / "card.md").read_text()
+
+
+# --------------------------------------------------------- evaluation answers what the service answers
+
+MEDIA_TYPES = {".jpg": "image/jpeg", ".png": "image/png"}
+
+
+def _service_captions(
+    version_dir: Path, paths: list[Path], beam_sizes: tuple[int, ...]
+) -> dict[int, list[str]]:
+    """Per beam size, /v1/caption's captions of the image files ``paths``, from a running app over the
+    repository holding ``version_dir`` (upload decoding, preprocessing, the step batcher)."""
+    captions = {}
+    with running_client(version_dir.parent.parent, providers=["CPUExecutionProvider"]) as client:
+        files = [("files", (p.name, p.read_bytes(), MEDIA_TYPES[p.suffix])) for p in paths]
+        for beam_size in beam_sizes:
+            data = {"model": version_dir.parent.name, "beam_size": str(beam_size)}
+            response = client.post("/v1/caption", files=files, data=data)
+            assert response.status_code == 200, response.text
+            captions[beam_size] = [result["caption"] for result in response.json()["results"]]
+    return captions
+
+
+def test_evaluation_captions_are_the_service_s(version_dir: Path, flickr: Path) -> None:
+    """The exported captioner's captions of every image by training's evaluation path (torchvision's
+    preprocessing, OnnxCaptioner, the one beam search) equal the service's answers to /v1/caption."""
+    paths = sorted((flickr / "Images").iterdir())
+    served = _service_captions(version_dir, paths, beam_sizes=(1, 3))
+    captioner = OnnxCaptioner(version_dir)
+    for beam_size, captions in served.items():
+        assert caption_files(captioner, paths, beam_size=beam_size, batch_size=5) == captions
+
+
+@pytest.mark.parametrize("per_image", [False, True], ids=["per_row", "per_image"])
+def test_evaluation_captions_are_the_service_s_on_the_tiny_captioner(tmp_path: Path, per_image: bool) -> None:
+    """The test factory's captioner (both decoder contracts), whose captions name the colour: uniform dark
+    red is the image where greedy and beam search differ."""
+    version_dir = make_captioner(tmp_path / "models", per_image=per_image)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 0, 0), (255, 255, 255), (89, 0, 0)]
+    paths = []
+    for i, rgb in enumerate(colours):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (32, 24), rgb).save(paths[-1])
+    served = _service_captions(version_dir, paths, beam_sizes=(1, 2, 3))
+    assert (served[1][-1], served[3][-1]) == ("a dark square", "a red square")
+    captioner = OnnxCaptioner(version_dir)
+    for beam_size, captions in served.items():
+        assert caption_files(captioner, paths, beam_size=beam_size, batch_size=4) == captions
+
+
+def _favouring(banned: tuple[int, ...]) -> Callable[[tuple[np.ndarray, ...]], tuple[np.ndarray, ...]]:
+    """A decoder step's outputs -> the same with the ``banned`` tokens made the likeliest of every row
+    (log-probabilities 0, -0.01, ...: above any other token's)."""
+
+    def favour(outputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+        log_probs, *states = outputs
+        log_probs = log_probs.copy()
+        log_probs[:, list(banned)] = -0.01 * np.arange(len(banned))
+        return (log_probs, *states)
+
+    return favour
+
+
+def test_a_banned_token_is_never_emitted_even_when_likeliest(
+    version_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a decoder that prefers the unknown word, padding and bos over every word at every step, the
+    service's runtime and training's OnnxCaptioner emit none of them, and still answer alike."""
+    captioner = OnnxCaptioner(version_dir)
+    source = VersionDir(version_dir.parent.name, int(version_dir.name), version_dir)
+    settings = Settings(models_dir=version_dir.parent.parent, providers=["CPUExecutionProvider"])
+    runtime = load_version(read_manifest(source), version_dir, settings)
+    assert isinstance(runtime, CaptionerRuntime)
+    spec = captioner.spec
+    banned = banned_tokens(bos_id=spec["bos_id"], pad_id=spec["pad_id"], unk_id=spec["unk_id"])
+    favour = _favouring(banned)
+    step_for, service_step = captioner.step_for, runtime.step
+
+    def favoured_step_for(*args: np.ndarray | None) -> Step:
+        step = step_for(*args)
+        return lambda *inputs: favour(step(*inputs))  # type: ignore[return-value]
+
+    monkeypatch.setattr(captioner, "step_for", favoured_step_for)
+    monkeypatch.setattr(runtime, "step", lambda *inputs: favour(service_step(*inputs)))
+    pixels = np.random.default_rng(2).standard_normal((4, 3, SIZE, SIZE)).astype(np.float32)
+    features, h0, c0, projected = captioner.encode(pixels)
+    options = {"bos_id": spec["bos_id"], "eos_id": spec["eos_id"], "max_length": spec["max_length"]}
+    unbanned = decode(captioner.step_for(features, projected), h0, c0, beam_size=3, **options)
+    assert all(hypothesis.tokens[0] == spec["unk_id"] for hypothesis in unbanned)  # favoured indeed
+    for beam_size in (1, 3):
+        training = captioner.search(pixels, beam_size)
+        service = runtime.infer(pixels, runtime.default_max_length(), beam_size)
+        assert [h.tokens for h in training] == [h.tokens for h in service]
+        assert not {token for h in training for token in h.tokens} & set(banned)
+        assert [h.score for h in training] == pytest.approx([h.score for h in service], abs=1e-4)

@@ -1,4 +1,5 @@
-"""Evaluate an exported captioner through onnxruntime: beam search, BLEU-1..4 against every reference."""
+"""Evaluate an exported captioner through onnxruntime and the service's beam search (contract.beam):
+BLEU-1..4 against every reference."""
 
 from __future__ import annotations
 
@@ -30,6 +31,24 @@ def preset_from_manifest(image: dict) -> ImagePreset:
     )
 
 
+def caption_files(
+    captioner: OnnxCaptioner,
+    paths: list[Path],
+    *,
+    beam_size: int = 3,
+    batch_size: int = 32,
+    desc: str = "captioning",
+) -> list[str]:
+    """Captions of image files as evaluation makes them: the manifest's preprocessing (training's preset),
+    the version's graphs, and the beam search the service runs, with its banned tokens."""
+    transform = preset_from_manifest(captioner.image).eval_transform()
+    loader = DataLoader(ImageFiles(paths, transform), batch_size=batch_size)
+    captions: list[str] = []
+    for pixels in progress(loader, desc):
+        captions += captioner.caption(pixels.numpy(), beam_size)
+    return captions
+
+
 def evaluate_version(
     version_dir: Path,
     data: Path,
@@ -47,11 +66,13 @@ def evaluate_version(
     captioner = OnnxCaptioner(Path(version_dir))
     items = load_split(Path(data), split)
     items = items[:limit] if limit else items
-    transform = preset_from_manifest(captioner.image).eval_transform()
-    loader = DataLoader(ImageFiles([item.path for item in items], transform), batch_size=batch_size)
-    hypotheses: list[str] = []
-    for pixels in progress(loader, f"captioning {split} (beam {beam_size})"):
-        hypotheses += captioner.caption(pixels.numpy(), beam_size)
+    hypotheses = caption_files(
+        captioner,
+        [item.path for item in items],
+        beam_size=beam_size,
+        batch_size=batch_size,
+        desc=f"captioning {split} (beam {beam_size})",
+    )
     references = [[clean_words(ref) for ref in item.captions] for item in items]
     metrics = {
         **bleu_scores(references, [h.split() for h in hypotheses]),

@@ -18,7 +18,6 @@ from training import runs
 from training.caption.card import render_card
 from training.caption.model import KIND, AttentionDecoder, Captioner, CaptionerConfig, numpy_step
 from training.caption.runtime import OnnxCaptioner
-from training.caption.search import beam_search
 from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from training.version import ParityError, check_onnx, next_version, onnx_parity, write_version
 
@@ -180,23 +179,12 @@ def _check_parity(model: Captioner, directory: Path, manifest: dict, size: list[
         )
     worst_decoder = onnx_parity(directory / "decoder.onnx", decoder_ref, decoder_feeds)
     onnx_model = OnnxCaptioner(directory, manifest)
-    caption = manifest["caption"]
     pixels = pixel_feeds[-1]["pixels"][:3]
     features, h0, c0, _ = encoder_ref(pixels)
     step = numpy_step(model.decoder, torch.device("cpu"), features)
     for beam_size in (1, 3):
-        options = {
-            "bos": caption["bos_id"],
-            "eos": caption["eos_id"],
-            "max_length": caption["max_length"],
-            "beam_size": beam_size,
-            "length_penalty": caption["length_penalty"],
-        }
-        expected = [
-            beam_search(step, h0[i : i + 1], c0[i : i + 1], image=i, **options).ids
-            for i in range(len(pixels))
-        ]
-        got = [hyp.ids for hyp in onnx_model.search(pixels, beam_size)]
+        expected = [hyp.tokens for hyp in onnx_model.decode(step, h0, c0, beam_size)]
+        got = [hyp.tokens for hyp in onnx_model.search(pixels, beam_size)]
         if got != expected:
             raise ParityError(
                 f"beam search (beam size {beam_size}) differs: onnxruntime {got}, PyTorch {expected}"

@@ -8,12 +8,12 @@ from tokenizers import Tokenizer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from contract import beam
 from training import engine
 from training.caption.bleu import bleu_scores
 from training.caption.data import CaptionedImage
 from training.caption.model import Captioner, numpy_step
-from training.caption.search import beam_search, greedy_search
-from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, clean_words, decode_caption, encode_caption
+from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, clean_words, decode_caption, encode_caption
 
 
 class CaptionPairs(Dataset):
@@ -107,23 +107,24 @@ def caption_features(
     beam_size: int = 1,
     batch_size: int = 100,
 ) -> list[str]:
-    """Captions of encoder ``features`` [N, L, D] with the PyTorch decoder: batched greedy for beam size 1."""
+    """Captions of encoder ``features`` [N, L, D] with the PyTorch decoder, by the service's beam search
+    (greedy for beam size 1), a batch of images at a time."""
     model.eval()
     captions: list[str] = []
     for chunk in features.split(batch_size):
         chunk = chunk.float().to(device)
         h, c = (x.cpu().numpy() for x in model.decoder.init_state(chunk))
-        step = numpy_step(model.decoder, device, chunk)
-        options = {"bos": BOS_ID, "eos": EOS_ID, "max_length": max_length}
-        ids = (
-            greedy_search(step, h, c, **options)
-            if beam_size == 1
-            else [
-                beam_search(step, h[i : i + 1], c[i : i + 1], image=i, beam_size=beam_size, **options).ids
-                for i in range(len(chunk))
-            ]
+        hypotheses = beam.decode(
+            numpy_step(model.decoder, device, chunk),
+            h,
+            c,
+            bos_id=BOS_ID,
+            eos_id=EOS_ID,
+            max_length=max_length,
+            beam_size=beam_size,
+            banned=beam.banned_tokens(bos_id=BOS_ID, pad_id=PAD_ID, unk_id=UNK_ID),
         )
-        captions += [decode_caption(tokenizer, i) for i in ids]
+        captions += [decode_caption(tokenizer, hypothesis.tokens) for hypothesis in hypotheses]
     return captions
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.beam import Step
 from training.backbone import build_resnet, load_backbone_weights
-from training.caption.search import Step
 
 KIND = "captioner"  # the checkpoint kind `python -m training export` dispatches on
 

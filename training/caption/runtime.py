@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from training.caption.search import Hypothesis, Step, beam_search
+from contract import beam
+from contract.beam import Hypothesis, Step
 from training.caption.vocab import decode_caption
 from training.version import read_manifest
 
@@ -46,7 +47,7 @@ class OnnxCaptioner:
         return features, h0, c0, (projected[0] if projected else None)
 
     def step_for(self, features: np.ndarray, projected: np.ndarray | None) -> Step:
-        """The decoder step (``search.Step``) over the images whose encoder outputs are given. Versions
+        """The decoder step (``contract.beam.Step``) over the images whose encoder outputs are given. Versions
         whose decoder has ``image_index`` take the features once per image; older ones, per row."""
         names = self.spec["decoder"]
         per_image = {names["features"]: features}
@@ -66,25 +67,28 @@ class OnnxCaptioner:
 
         return step
 
+    def decode(self, step: Step, h0: np.ndarray, c0: np.ndarray, beam_size: int = 3) -> list[Hypothesis]:
+        """The best hypothesis per image of ``step``'s batch from their initial states, by the beam search
+        the service runs, with this version's manifest's options (special tokens, ``max_length``,
+        ``length_penalty``); ``step`` may be this version's graphs or the PyTorch network (parity)."""
+        spec = self.spec
+        return beam.decode(
+            step,
+            h0,
+            c0,
+            bos_id=spec["bos_id"],
+            eos_id=spec["eos_id"],
+            max_length=spec["max_length"],
+            beam_size=beam_size,
+            length_penalty=spec.get("length_penalty", 1.0),
+            banned=beam.banned_tokens(bos_id=spec["bos_id"], pad_id=spec["pad_id"], unk_id=spec["unk_id"]),
+        )
+
     def search(self, pixels: np.ndarray, beam_size: int = 3) -> list[Hypothesis]:
-        """Beam search for each image of a preprocessed batch [B, 3, H, W]."""
+        """The best hypothesis for each image of a preprocessed batch [B, 3, H, W]."""
         features, h0, c0, projected = self.encode(pixels)
-        step = self.step_for(features, projected)
-        return [
-            beam_search(
-                step,
-                h0[i : i + 1],
-                c0[i : i + 1],
-                image=i,
-                bos=self.spec["bos_id"],
-                eos=self.spec["eos_id"],
-                max_length=self.spec["max_length"],
-                beam_size=beam_size,
-                length_penalty=self.spec.get("length_penalty", 1.0),
-            )
-            for i in range(len(features))
-        ]
+        return self.decode(self.step_for(features, projected), h0, c0, beam_size)
 
     def caption(self, pixels: np.ndarray, beam_size: int = 3) -> list[str]:
         """Caption text for each image of a preprocessed batch."""
-        return [decode_caption(self.tokenizer, hyp.ids) for hyp in self.search(pixels, beam_size)]
+        return [decode_caption(self.tokenizer, hyp.tokens) for hyp in self.search(pixels, beam_size)]

@@ -1,4 +1,7 @@
-"""Beam search over a one-step decoder, batched across images (greedy decoding is beam size 1)."""
+"""Caption decoding: the one beam search over a one-step decoder, as models/README.md specifies it, for
+the service (which advances many searches one decoder run at a time: service/step_batching.py) and for
+training (export parity, dev captions, evaluation) alike, so that a model card's BLEU is measured with the
+search that serves requests. Greedy decoding is beam size 1. numpy only."""
 
 from __future__ import annotations
 
@@ -11,6 +14,12 @@ import numpy as np
 # step(tokens [R], h [R, H], c [R, H], row_index [R]) -> (log_probs [R, V], h_out, c_out);
 # row_index says which image each row belongs to, so the caller can feed its features.
 Step = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def banned_tokens(*, bos_id: int, pad_id: int, unk_id: int) -> tuple[int, ...]:
+    """The tokens no caption may hold (the unknown word, padding, a second ``bos``), from the manifest's
+    special ids: a search that would have taken one takes its best alternative instead of losing a word."""
+    return (unk_id, pad_id, bos_id)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,16 @@ class BeamSearch:
     1: the mean per token, which favours longer captions).
     """
 
+    # Why finished beams keep their slot and compete, instead of leaving the beam and shrinking it: with
+    # ``eos`` absorbing (a finished beam's only continuation, at log-probability 0) this is plain beam
+    # search of width ``beam_size`` over summed log-probability, one definition whatever step each beam
+    # finished at, with greedy decoding as its width 1. Steps only add log-probabilities <= 0, so a live
+    # beam below a finished one never overtakes it: a finished beam leaves only when ``beam_size``
+    # candidates beat it at that step, as any beam would. And every image holds exactly ``beam_size``
+    # rows at every step, which is what lets the searches of many requests, joining and finishing at
+    # different steps, share one decoder run at fixed row offsets and advance in one set of array
+    # operations (``advance_together``).
+
     def __init__(
         self,
         h0: np.ndarray,
@@ -44,10 +63,10 @@ class BeamSearch:
         length_penalty: float = 1.0,
         banned: Sequence[int] = (),
     ) -> None:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1, got {beam_size}")
         self.n_images, self.k = h0.shape[0], beam_size
-        # tokens no caption may hold (the unknown word, padding, a second bos): never chosen at any step,
-        # so a search that would have taken one takes its best alternative instead of losing a word
-        self.banned = tuple(banned)
+        self.banned = tuple(banned)  # never chosen at any step (``banned_tokens``)
         self.eos_id, self.max_length, self.length_penalty = eos_id, max_length, length_penalty
         k = beam_size
         # The decoder's next inputs: per row its previous token, its state, and which image it belongs to.
@@ -75,8 +94,8 @@ class BeamSearch:
         advance_together([self], log_probs, h_out, c_out)
 
     def run(self, step: Step) -> list[Hypothesis]:
-        """Decode to the end with ``step`` alone (one request; the service shares decoder runs between
-        searches: service/step_batching.py); return the best hypothesis per image."""
+        """Decode to the end with ``step`` alone (the service shares decoder runs between searches:
+        service/step_batching.py); return the best hypothesis per image."""
         while not self.done:
             self.advance(*step(self.tokens, self.h, self.c, self.images))
         return self.best()
@@ -100,6 +119,33 @@ class BeamSearch:
             ids = [int(t) for t in sequences[i, : lengths[i, b]] if t != self.eos_id]
             results.append(Hypothesis(tokens=ids, score=float(normalised[i, b])))
         return results
+
+
+def decode(
+    step: Step,
+    h0: np.ndarray,
+    c0: np.ndarray,
+    *,
+    bos_id: int,
+    eos_id: int,
+    max_length: int,
+    beam_size: int,
+    length_penalty: float = 1.0,
+    banned: Sequence[int] = (),
+) -> list[Hypothesis]:
+    """The best hypothesis for each image of ``step``'s batch, from their initial states ``h0``/``c0``
+    [images, H]: one :class:`BeamSearch` decoded to the end (greedy for ``beam_size`` 1)."""
+    search = BeamSearch(
+        h0,
+        c0,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        max_length=max_length,
+        beam_size=beam_size,
+        length_penalty=length_penalty,
+        banned=banned,
+    )
+    return search.run(step)
 
 
 # images whose candidates (beams x vocabulary each, float64) are scored and ranked together: about 512 KB,

@@ -1,12 +1,14 @@
-"""The service's beam search on a toy decoder whose state is its last token: the final choice among the
-finished beams follows the manifest's length penalty, and the score stays the mean per token."""
+"""The one beam search (contract.beam) on toy decoders whose state is their last token: beam search
+beats greedy where it should, the final choice among the finished beams follows the manifest's length
+penalty, the score stays the mean per token, searches advanced together advance as they would alone, and
+a banned token is never emitted."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.runtimes.beam import BeamSearch, advance_together, top_k
+from contract.beam import BeamSearch, advance_together, banned_tokens, decode, top_k
 
 # ids: 0 pad, 1 unk, 2 bos, 3 eos, 4 "a", 5 "b", 6 "c". Beam 2 finishes "a <end>" (0.6 * 0.5 = 0.3 over
 # 2 tokens) and "b c <end>" (0.4 * 0.8 * 0.8 = 0.256 over 3 tokens).
@@ -22,6 +24,33 @@ TABLE = {
 def _step(tokens, h, c, images):
     log_probs = np.log(np.array([TABLE[int(t)] for t in tokens], dtype=np.float32) + 1e-12)
     return log_probs, h, c
+
+
+def test_beam_search_beats_greedy() -> None:
+    """Greedy takes "a" (0.5) and then is stuck at 0.3 for the end; two beams also keep "b" (0.4), whose
+    end follows with 0.9. Greedy is beam size 1 of the same search, batched over images like any other."""
+    table = {
+        2: [0, 0, 0, 0.1, 0.5, 0.4],
+        4: [0, 0, 0, 0.3, 0.35, 0.35],
+        5: [0, 0, 0, 0.9, 0.05, 0.05],
+        3: [0, 0, 0, 1.0, 0, 0],
+    }
+
+    def step(tokens, h, c, images):
+        return np.log(np.array([table[int(t)] for t in tokens], dtype=np.float32) + 1e-12), h, c
+
+    zeros = np.zeros((2, 1), np.float32)
+    options = {"bos_id": 2, "eos_id": 3, "max_length": 4, "length_penalty": 1.0}
+    best = decode(step, zeros, zeros, beam_size=2, **options)
+    assert [h.tokens for h in best] == [[5], [5]]
+    assert best[0].score == pytest.approx(np.log(0.4 * 0.9) / 2, rel=1e-5)
+    assert [h.tokens for h in decode(step, zeros, zeros, beam_size=1, **options)] == [[4, 4, 4, 4]] * 2
+
+
+def test_beam_size_must_be_positive() -> None:
+    zeros = np.zeros((1, 1), np.float32)
+    with pytest.raises(ValueError, match="beam_size must be at least 1, got 0"):
+        BeamSearch(zeros, zeros, bos_id=2, eos_id=3, max_length=4, beam_size=0)
 
 
 @pytest.mark.parametrize(
@@ -101,24 +130,23 @@ def test_searches_advanced_together_each_advance_as_they_would_alone() -> None:
 
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_a_banned_token_is_never_chosen(beam_size: int) -> None:
-    """A decoder that prefers the unknown word (id 1) at every step: banned, the search takes the next
-    best word instead, and finishes with eos (id 3) as the decoder then prefers."""
-    unk, word, eos, vocab = 1, 2, 3, 5
+    """A decoder that prefers the unknown word, then padding, then a second bos over any word at every
+    step: banned (as the manifest's special ids ban them), the search takes the next best word instead,
+    and finishes with eos as the decoder then prefers."""
+    pad, unk, bos, eos, word, vocab = 0, 1, 2, 3, 4, 6
 
     def step(
         tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        rows = len(tokens)
-        logits = np.full((rows, vocab), -5.0)
-        logits[:, unk] = 0.0
-        logits[:, word] = -1.0
+        logits = np.full((len(tokens), vocab), -5.0)
+        logits[:, [unk, pad, bos, word]] = [0.0, -0.2, -0.4, -1.0]
         logits[:, eos] = np.where(tokens == word, -0.5, -9.0)  # after a word, eos is likely
         log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return log_probs, h, c
 
     h0 = np.zeros((2, 4), dtype=np.float32)
-    options = {"bos_id": 0, "eos_id": eos, "max_length": 5, "beam_size": beam_size, "length_penalty": 0.0}
-    plain = BeamSearch(h0, h0, **options).run(step)
+    options = {"bos_id": bos, "eos_id": eos, "max_length": 5, "beam_size": beam_size, "length_penalty": 0.0}
+    plain = decode(step, h0, h0, **options)
     assert all(unk in hypothesis.tokens for hypothesis in plain)
-    banned = BeamSearch(h0, h0, banned=(unk, 0), **options).run(step)
+    banned = decode(step, h0, h0, banned=banned_tokens(bos_id=bos, pad_id=pad, unk_id=unk), **options)
     assert [hypothesis.tokens for hypothesis in banned] == [[word], [word]]
