@@ -44,7 +44,9 @@ def render(manifest: dict, version_dir: Path) -> str:
         "",
         f"- dataset: `{data.get('name')}` at `{data.get('path')}`",
         f"- licence: {data.get('licence')}",
-        f"- labels: {', '.join(labels)}",
+        f"- labels: {', '.join(labels)}"
+        if len(labels) <= 20
+        else f"- labels: {len(labels):,} classes, listed in `labels.txt` ({', '.join(labels[:3])}, ...)",
         "",
         "## Training",
         "",

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from training import card, runs
-from training.backbone import build_resnet
+from training.backbone import build_image_model
 from training.nets import DigitsCNN, DigitsConfig, SentimentConfig, SentimentLSTM
 from training.version import check_onnx, onnx_parity, read_manifest, update_manifest, write_version
 
@@ -20,7 +20,7 @@ DEFAULT_NAMES = {"digits": "digits-cnn", "sentiment": "sentiment-lstm", "resnet"
 DESCRIPTIONS = {
     "digits": "Handwritten digit classifier (MNIST-style CNN).",
     "sentiment": "Binary sentiment of English text (word-level BiLSTM).",
-    "resnet": "Image classifier (fine-tuned torchvision {arch}).",
+    "resnet": "Image classifier ({arch}, fine-tuned).",
 }
 
 
@@ -31,8 +31,8 @@ def build_model(checkpoint: dict) -> nn.Module:
         model: nn.Module = DigitsCNN(DigitsConfig(**args))
     elif kind == "sentiment":
         model = SentimentLSTM(SentimentConfig(**args))
-    elif kind == "resnet":
-        model = build_resnet(args["arch"], args["num_classes"])
+    elif kind == "resnet":  # any image backbone; the kind's name predates the EfficientNet-Lites
+        model = build_image_model(args["arch"], args["num_classes"])
     else:
         raise ValueError(
             f"unsupported checkpoint kind {kind!r}; supported: digits, sentiment, resnet, captioner"
@@ -148,7 +148,7 @@ def export_version(
     """Export a run (or checkpoint file) to ``out_root/<name>/<version>/``; return the version directory.
 
     ``notes`` are known limits specific to this version, kept in the manifest's provenance and listed in
-    the card after the task's own. ``length_penalty`` is the captioner's (see ``caption.search``);
+    the card after the task's own. ``length_penalty`` is the captioner's (see ``contract.beam``);
     ``flip_average`` makes an image classifier's graph average its logits over the image and its mirror."""
     checkpoint_path = runs.find_checkpoint(checkpoint_path)
     checkpoint = runs.load_checkpoint(checkpoint_path)
@@ -192,7 +192,8 @@ def export_version(
             provenance["test_time_augmentation"] = "logits averaged over the image and its horizontal mirror"
         manifest = {
             "task": "sentiment" if kind == "sentiment" else "image-classification",
-            "description": DESCRIPTIONS[kind].format(**checkpoint["model_args"]),
+            "description": checkpoint.get("description")
+            or DESCRIPTIONS[kind].format(**checkpoint["model_args"]),
             **part,
             "labels": checkpoint["labels"],
             "output": "logits",

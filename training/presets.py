@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from training.backbone import IMAGENET_MEAN, IMAGENET_STD
+from training.backbone import IMAGENET_MEAN, IMAGENET_STD, arch_spec
 
 
 class ConvertMode:
@@ -76,9 +76,16 @@ def digits_preset() -> ImagePreset:
     return ImagePreset(size=(28, 28), color_mode="L", mean=(0.1307,), std=(0.3081,))
 
 
-def resnet_preset(image_size: int, crop: bool = True) -> ImagePreset:
-    """ImageNet-style: resize the short side to size/0.875 and center-crop, or resize straight to size."""
-    return ImagePreset(size=(image_size, image_size), resize=round(image_size / 0.875) if crop else None)
+def resnet_preset(image_size: int, crop: bool = True, arch: str = "resnet18") -> ImagePreset:
+    """ImageNet-style: resize the short side to size/0.875 and center-crop, or resize straight to size;
+    normalised as ``arch``'s ImageNet weights expect (EfficientNet-Lite: mean = std = 0.5)."""
+    spec = arch_spec(arch)
+    return ImagePreset(
+        size=(image_size, image_size),
+        resize=round(image_size / 0.875) if crop else None,
+        mean=spec.mean,
+        std=spec.std,
+    )
 
 
 def resnet_augment(image_size: int, min_scale: float) -> list:

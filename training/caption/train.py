@@ -53,7 +53,7 @@ def train(args: argparse.Namespace) -> Path:
             args.attention_dim,
             args.hidden_dim,
             args.dropout,
-            args.feature_layer,
+            args.feature_layer or ("head" if args.arch.startswith("efficientnet") else "layer4"),
         )
         model = Captioner(config, args.encoder_weights)
         print(
@@ -61,7 +61,7 @@ def train(args: argparse.Namespace) -> Path:
             flush=True,
         )
         model.to(device)
-        preset = resnet_preset(args.image_size, crop=False)
+        preset = resnet_preset(args.image_size, crop=False, arch=args.arch)
         cached = not args.fine_tune_encoder
         images = _image_sources(model, train_items, dev_items, preset, device, args, cached)
         loaders = [
