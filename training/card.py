@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 LIMITS = {
@@ -34,6 +35,8 @@ def render(manifest: dict, version_dir: Path) -> str:
     """Markdown model card for the version in ``version_dir`` described by ``manifest``."""
     prov = manifest.get("provenance", {})
     data = prov.get("dataset", {})
+    if not isinstance(data, dict):  # a version written by hand may name its dataset in one string
+        data = {"name": data}
     labels = manifest.get("labels", [])
     out = [
         f"# {manifest['name']} v{manifest['version']}",
@@ -71,6 +74,31 @@ def render(manifest: dict, version_dir: Path) -> str:
             _table([[k, f"{v:.4f}"] for k, v in training.items()], ["metric", "value"]),
             "",
         ]
+    calibration = prov.get("calibration")
+    if calibration:
+        before, after = calibration["before"], calibration["after"]
+        out += [
+            "## Calibration",
+            "",
+            f"- {calibration['method']}: T = {calibration['temperature']}, applied to "
+            f"v{calibration['from_version']}'s graph (same weights, same argmax)",
+            f"- fitted on {calibration['fitted_on']}: NLL {before['nll']:.4f} -> {after['nll']:.4f}, "
+            f"ECE {before['ece']:.4f} -> {after['ece']:.4f}",
+            f"- command: `{calibration['command']}`",
+            "",
+        ]
+    superseded = prov.get("superseded_version_metrics")
+    if superseded:
+        rows = [
+            [split, ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())]
+            for split, m in superseded.items()
+        ]
+        out += [
+            "Metrics of the version this one replaces (removed from the repository):",
+            "",
+            _table(rows, ["split", "metrics"]),
+            "",
+        ]
     out += ["## Metrics (ONNX model, `python -m training evaluate`)", ""]
     if not manifest.get("metrics"):
         out += ["Not evaluated yet.", ""]
@@ -92,8 +120,11 @@ def render(manifest: dict, version_dir: Path) -> str:
                 _confusion(evaluation["confusion"], labels),
                 "",
             ]
-            if (version_dir / f"confusion-{split}.png").is_file():
-                out += [f"![confusion matrix, {split}](confusion-{split}.png)", ""]
+            stem = re.sub(r"[^\w-]+", "_", split).strip("_")
+            if (version_dir / f"confusion-{stem}.png").is_file():
+                out += [f"![confusion matrix, {split}](confusion-{stem}.png)", ""]
+            if (version_dir / f"reliability-{stem}.png").is_file():
+                out += [f"![reliability diagram, {split}](reliability-{stem}.png)", ""]
     limits = list(LIMITS.get(str(manifest.get("task")), []))
     if manifest.get("image", {}).get("color_mode") == "L":
         limits.append(DIGIT_LIMIT)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from training import digits, evaluate, export, finetune, sentiment
+from training import calibrate, digits, evaluate, export, finetune, sentiment
 from training.data import DataError
 from training.engine import positive_int
 
@@ -42,6 +42,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     for module in (digits, sentiment, finetune):
         module.register(subparsers)
     _register_caption(subparsers)
+    calibrate.register(subparsers)
     exp = subparsers.add_parser(
         "export",
         help="export a training run to a model version directory",
@@ -95,7 +96,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="dataset: folder holding MNIST/raw, an ImageFolder root, a text CSV folder or "
         "aclImdb, or the captioner's data",
     )
-    ev.add_argument("--split", default="test", help="split to evaluate (default test)")
+    ev.add_argument(
+        "--split",
+        default="test",
+        help="split to evaluate, optionally sliced: 'test[5000:]' is all but its first 5,000 samples "
+        "(default test)",
+    )
     ev.add_argument(
         "--batch-size",
         type=positive_int,

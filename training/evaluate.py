@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from training import card, runs
+from training.calibrate import expected_calibration_error, nll, plot_reliability, softmax
 from training.data import DataError, text
 from training.data.images import MnistIdx, load_image_folder
 from training.engine import progress
@@ -20,6 +22,16 @@ from training.version import read_manifest, update_manifest
 
 def _batches(n: int, size: int) -> Iterator[slice]:
     return (slice(i, min(i + size, n)) for i in range(0, n, size))
+
+
+def split_rows(split: str) -> tuple[str, slice]:
+    """``'test'`` -> ('test', every row); ``'test[:5000]'``, ``'test[5000:]'`` -> the split and a slice of its
+    rows in file order (a calibration split apart from the one reported)."""
+    match = re.fullmatch(r"([\w-]+)(?:\[(\d*):(\d*)\])?", split)
+    if match is None:
+        raise DataError(f"split {split!r}: expected NAME or NAME[START:END], e.g. test[:5000]")
+    name, start, end = match.groups()
+    return name, slice(int(start) if start else None, int(end) if end else None)
 
 
 def _image_samples(data: Path, split: str, labels: list[str]) -> tuple[list, list[int]]:
@@ -37,9 +49,11 @@ def _image_samples(data: Path, split: str, labels: list[str]) -> tuple[list, lis
 
 
 def _predict_images(session, manifest: dict, data: Path, split: str, batch_size: int):
-    images, targets = _image_samples(data, split, manifest["labels"])
+    name, rows = split_rows(split)
+    images, targets = _image_samples(data, name, manifest["labels"])
+    images, targets = images[rows], targets[rows]
     graph = manifest["graphs"]["model"]
-    predictions = []
+    outputs = []
     for part in progress(list(_batches(len(images), batch_size)), f"evaluate {split}"):
         pixels = np.stack(
             [
@@ -47,9 +61,8 @@ def _predict_images(session, manifest: dict, data: Path, split: str, batch_size:
                 for i in images[part]
             ]
         )
-        logits = session.run(None, {graph["inputs"][0]["name"]: pixels})[0]
-        predictions += logits.argmax(1).tolist()
-    return predictions, targets
+        outputs.append(session.run(None, {graph["inputs"][0]["name"]: pixels})[0])
+    return np.concatenate(outputs), np.asarray(targets)
 
 
 def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split: str, batch_size: int):
@@ -57,10 +70,12 @@ def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split:
 
     spec = manifest["text"]
     tokenizer = Tokenizer.from_file(str(version_dir / spec["tokenizer"]))
-    texts, raw = text.load_text(data, split)
+    name, selected = split_rows(split)
+    texts, raw = text.load_text(data, name)
+    texts, raw = texts[selected], raw[selected]
     targets = text.encode_labels(raw, manifest["labels"])
     ids = [e.ids[: spec["max_length"]] or [spec["unk_id"]] for e in tokenizer.encode_batch(texts)]
-    predictions = []
+    outputs = []
     for part in progress(list(_batches(len(ids), batch_size)), f"evaluate {split}"):
         rows = ids[part]
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
@@ -70,8 +85,23 @@ def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split:
         feed = {spec["input_ids"]: input_ids}
         if spec.get("lengths"):
             feed[spec["lengths"]] = lengths
-        predictions += session.run(None, feed)[0].argmax(1).tolist()
-    return predictions, targets
+        outputs.append(session.run(None, feed)[0])
+    return np.concatenate(outputs), np.asarray(targets)
+
+
+def predict(
+    version_dir: Path, manifest: dict, data: Path, split: str, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """The graph's outputs [N, classes] over ``data``/``split`` (sliced as :func:`split_rows` reads it)
+    through onnxruntime, with the targets [N]."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(version_dir / manifest["graphs"]["model"]["file"]), providers=["CPUExecutionProvider"]
+    )
+    if manifest["task"] == "sentiment":
+        return _predict_text(session, manifest, version_dir, data, split, batch_size)
+    return _predict_images(session, manifest, data, split, batch_size)
 
 
 def evaluate_version(
@@ -91,21 +121,22 @@ def evaluate_version(
         if batch_size is not None:  # else the captioner's own default
             opts["batch_size"] = batch_size
         return evaluate_captioner(version_dir, data, split, **opts)
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(
-        str(version_dir / manifest["graphs"]["model"]["file"]), providers=["CPUExecutionProvider"]
-    )
-    batch_size = batch_size or 64
-    if manifest["task"] == "sentiment":
-        predictions, targets = _predict_text(session, manifest, version_dir, data, split, batch_size)
-    else:
-        predictions, targets = _predict_images(session, manifest, data, split, batch_size)
+    outputs, targets = predict(version_dir, manifest, data, split, batch_size or 64)
+    probabilities = softmax(outputs) if manifest.get("output") == "logits" else outputs
     labels = manifest["labels"]
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    np.add.at(confusion, (np.asarray(targets), np.asarray(predictions)), 1)
-    metrics = {"accuracy": float(np.trace(confusion) / max(len(targets), 1)), "samples": len(targets)}
-    runs.plot_confusion(version_dir / f"confusion-{split}.png", confusion, labels)
+    np.add.at(confusion, (targets, outputs.argmax(1)), 1)
+    metrics = {
+        "accuracy": float(np.trace(confusion) / max(len(targets), 1)),
+        "samples": len(targets),
+        "ece": expected_calibration_error(probabilities, targets),
+        "nll": nll(np.log(np.clip(probabilities, 1e-12, None)), targets),
+    }
+    stem = re.sub(r"[^\w-]+", "_", split).strip("_")
+    runs.plot_confusion(version_dir / f"confusion-{stem}.png", confusion, labels)
+    plot_reliability(
+        version_dir / f"reliability-{stem}.png", probabilities, targets, f"{manifest['name']} {split}"
+    )
     provenance = manifest.get("provenance", {})
     provenance.setdefault("evaluation", {})[split] = {
         "data": str(data.resolve()),
@@ -116,8 +147,8 @@ def evaluate_version(
     (version_dir / "card.md").write_text(card.render(manifest, version_dir))
     update_manifest(version_dir, metrics=manifest["metrics"], provenance=provenance)
     print(
-        f"{manifest['name']} v{manifest['version']} {split}: accuracy {metrics['accuracy']:.4f} "
-        f"on {len(targets)} samples"
+        f"{manifest['name']} v{manifest['version']} {split}: accuracy {metrics['accuracy']:.4f}, "
+        f"ECE {metrics['ece']:.4f}, NLL {metrics['nll']:.4f} on {len(targets)} samples"
     )
     return metrics
 
