@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from contract.manifest import Manifest
+
 from .batching import BatchConfig, Batcher, QueueWorker
 from .errors import ModelNotFound, ModelNotReady
-from .manifest import Manifest
 from .metrics import Metrics
 from .providers import requested_providers, unavailable_providers, uses_gpu
 from .repository import VersionDir, discover, load_version, read_manifest

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from contract.files import sha256_file
+from contract.manifest import Manifest, first_error, is_model_name
 
 from .batching import BatchConfig
-from .manifest import MODEL_NAME_PATTERN, Manifest
 from .runtimes import RUNTIMES, Runtime, RuntimeLoadError
 from .settings import Settings
-
-_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,7 @@ def discover(models_dir: Path) -> list[VersionDir]:
         return []
     found = []
     for model_dir in models_dir.iterdir():
-        if not model_dir.is_dir() or not _NAME.match(model_dir.name):
+        if not model_dir.is_dir() or not is_model_name(model_dir.name):
             continue
         for version_dir in model_dir.iterdir():
             if version_dir.is_dir() and version_dir.name.isdigit() and int(version_dir.name) > 0:
@@ -50,7 +47,7 @@ def read_manifest(version: VersionDir) -> Manifest:
     except FileNotFoundError as exc:
         raise RuntimeLoadError("manifest.json is missing") from exc
     except ValidationError as exc:
-        raise RuntimeLoadError(f"invalid manifest.json: {_first_error(exc)}") from exc
+        raise RuntimeLoadError(f"invalid manifest.json: {first_error(exc)}") from exc
     except (OSError, ValueError) as exc:
         raise RuntimeLoadError(f"unreadable manifest.json: {exc}") from exc
     if (manifest.name, manifest.version) != (version.name, version.version):
@@ -88,9 +85,3 @@ def load_version(manifest: Manifest, directory: Path, settings: Settings) -> Run
         runtime.close()
         raise RuntimeLoadError(f"warm-up inference failed: {type(exc).__name__}: {exc}") from exc
     return runtime
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    location = ".".join(str(part) for part in error["loc"])
-    return f"{location}: {error['msg']}" if location else error["msg"]

@@ -10,6 +10,8 @@ from fastapi import UploadFile
 from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contract.manifest import ImageSpec
+
 from .errors import (
     BadRequest,
     PayloadTooLarge,
@@ -19,7 +21,6 @@ from .errors import (
     error_response,
 )
 from .limits import check_item_count
-from .manifest import ImageSpec
 from .preprocessing import DecodeBudget, load_pixels
 from .settings import Settings
 

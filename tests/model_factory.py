@@ -31,7 +31,6 @@ Behaviours (the service's tests rely on them; `tests/test_model_factory.py` chec
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -46,8 +45,9 @@ from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
 from contract.files import file_hashes
+from contract.manifest import MANIFEST_FORMAT
+from contract.manifest import write_manifest as write_valid_manifest
 
-MANIFEST_FORMAT = "modelserve.manifest/v1"
 OPSET = 17
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -126,7 +126,7 @@ def write_manifest(version_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
         },
         **{key: value for key, value in fields.items() if key not in common},
     }
-    (version_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_valid_manifest(version_dir, manifest)
     return manifest
 
 

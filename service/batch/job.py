@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..manifest import Manifest
+from contract.manifest import Manifest
+
 from ..repository import discover, load_version, read_manifest, verify_files
 from ..runtimes import RuntimeLoadError
 from ..settings import Settings

@@ -12,8 +12,9 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from contract.manifest import ImageSpec
+
 from ..errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
-from ..manifest import ImageSpec
 
 # MPO: a JPEG with more pictures after the first (multi-picture format), as many cameras write; the first
 # picture is the photo.

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 from tokenizers import Tokenizer
 
-from ..manifest import TextSpec
+from contract.manifest import TextSpec
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

@@ -11,7 +11,8 @@ from typing import Any, ClassVar
 import numpy as np
 import onnxruntime as ort
 
-from ..manifest import GraphSpec, Manifest
+from contract.manifest import GraphSpec, Manifest
+
 from ..providers import create_session, uses_gpu
 from ..settings import Settings
 

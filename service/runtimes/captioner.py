@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from contract.beam import BeamSearch, Hypothesis, banned_tokens
+from contract.manifest import CaptionSpec, ImageSpec
 
-from ..manifest import CaptionSpec, ImageSpec
 from ..preprocessing import image_batch, load_tokenizer
 from .base import Runtime, RuntimeLoadError
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from ..manifest import ImageSpec
+from contract.manifest import ImageSpec
+
 from ..preprocessing import image_batch
 from .base import Runtime, rank, softmax
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..manifest import TextSpec
+from contract.manifest import TextSpec
+
 from ..preprocessing import TextEncoder, load_tokenizer
 from .base import Runtime, softmax
 

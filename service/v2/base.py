@@ -12,10 +12,11 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from contract.manifest import ImageSpec, Manifest
+
 from ..batching import Ticket
 from ..errors import BadRequest, ModelNotReady, TensorTooLarge
 from ..limits import check_item_count
-from ..manifest import ImageSpec, Manifest
 from ..registry import ModelState, ModelVersion
 from ..runtimes import Runtime
 from ..settings import Settings

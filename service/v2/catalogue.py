@@ -3,8 +3,9 @@ graph; which version serves a name, and the repository index."""
 
 from __future__ import annotations
 
+from contract.manifest import Manifest
+
 from ..errors import ModelNotFound, ModelNotReady
-from ..manifest import Manifest
 from ..registry import ModelRegistry, ModelState, ModelVersion
 from ..settings import Settings
 from .base import Servable

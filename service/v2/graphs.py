@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
 
+from contract.manifest import Manifest
+
 from ..errors import BadRequest
-from ..manifest import Manifest
 from ..registry import ModelVersion
 from ..settings import Settings
 from .base import Servable, Started, TensorMeta

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 
 from contract.beam import Hypothesis
+from contract.manifest import Manifest
 
 from ..errors import BadRequest
 from ..limits import check_texts
-from ..manifest import Manifest
 from ..runtimes import CaptionerRuntime, ClassifierRuntime, SentimentRuntime
 from ..runtimes.base import rank
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract.manifest import ImageSpec, TextSpec
 from service.errors import ImageTooLarge, InvalidImage
-from service.manifest import ImageSpec, TextSpec
 from service.preprocessing import DecodeBudget, TextEncoder, decode_image, image_batch, load_pixels
 from tests.model_factory import _word_level_tokenizer
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contract.files import sha256_file
-from service.manifest import Manifest
+from contract.manifest import Manifest
 from tests.model_factory import make_classifier
 
 from .conftest import image_bytes, running_client, upload

@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from service.manifest import Manifest
+from contract.manifest import Manifest
 from service.preprocessing import TextEncoder, decode_image, image_batch, load_tokenizer
 from service.runtimes.base import softmax
 from tests.model_factory import make_captioner, make_classifier, make_repository

@@ -12,7 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.manifest import Manifest
+from contract.manifest import Manifest
 from tests.model_factory import make_sentiment
 from training.calibrate import calibrate_version, expected_calibration_error, fit_temperature, softmax
 from training.evaluate import evaluate_version, split_rows

@@ -1,16 +1,29 @@
-"""The pydantic model of ``manifest.json`` (see models/README.md, the contract)."""
+"""``manifest.json`` (models/README.md): its pydantic model, the model-name rule, and writing a manifest
+only once it validates, so that training refuses at export what the service would refuse at load."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .files import MANIFEST_NAME
+
+MANIFEST_FORMAT = "modelserve.manifest/v1"  # the `format` field's one value (Manifest.format)
+# A model's name, which is its directory's: lowercase letters, digits and '-', not starting with '-'.
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 Task = Literal["image-classification", "sentiment", "image-captioning"]
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def is_model_name(name: str) -> bool:
+    """Whether ``name`` may name a model (and its directory in the repository)."""
+    return _MODEL_NAME.fullmatch(name) is not None
 
 
 class _Strict(BaseModel):
@@ -147,7 +160,7 @@ class Manifest(BaseModel):
     @classmethod
     def _hex_digests(cls, files: dict[str, str]) -> dict[str, str]:
         for filename, digest in files.items():
-            if Path(filename).name != filename or filename == "manifest.json":
+            if Path(filename).name != filename or filename == MANIFEST_NAME:
                 raise ValueError(f"files: {filename!r} is not a plain file name of the version directory")
             if not _SHA256.match(digest):
                 raise ValueError(f"files: {filename!r} has no sha256 hex digest")
@@ -174,3 +187,33 @@ class Manifest(BaseModel):
     def read(cls, path: Path) -> Manifest:
         """Parse and validate ``manifest.json``; raises ``ValueError`` (pydantic's too) or ``OSError``."""
         return cls.model_validate_json(path.read_bytes())
+
+
+class InvalidManifest(ValueError):
+    """A manifest that does not validate, with the first reason as its message."""
+
+
+def first_error(error: ValidationError) -> str:
+    """The first problem of a failed validation in one line: ``location: message``."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}" if location else first["msg"]
+
+
+def validate_manifest(fields: Mapping[str, Any]) -> Manifest:
+    """``fields`` (a manifest as JSON holds it) as a :class:`Manifest`; raises :class:`InvalidManifest`."""
+    try:
+        return Manifest.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidManifest(f"invalid manifest: {first_error(exc)}") from exc
+
+
+def write_manifest(version_dir: Path, fields: Mapping[str, Any]) -> Manifest:
+    """Validate ``fields`` and write them as ``version_dir``'s manifest.json; return the typed manifest.
+
+    The fields are written as given, not as the model dumps them: top-level fields the model does not
+    know yet are kept, and numbers stay as they were (a count of samples stays an integer). Nothing is
+    written when they do not validate (:class:`InvalidManifest`)."""
+    manifest = validate_manifest(fields)
+    (Path(version_dir) / MANIFEST_NAME).write_text(json.dumps(dict(fields), indent=2) + "\n")
+    return manifest
