@@ -33,6 +33,10 @@ class Arch:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     image_size: int
+    # which batch norms a fine-tune keeps in inference mode: "none" (the ResNet recipe as pets-resnet18
+    # was trained), "frozen" (those whose parameters are frozen) or "all". Unfreezing an EfficientNet
+    # block with its norms back on batch statistics cost pets 98.6% -> 96.1% validation in one epoch.
+    held_norms: str = "none"
 
 
 def _resnet(name: str) -> Arch:
@@ -48,6 +52,7 @@ def _lite(n: int, size: int) -> Arch:
         (0.5, 0.5, 0.5),
         (0.5, 0.5, 0.5),
         size,
+        held_norms="all",
     )
 
 
@@ -211,14 +216,19 @@ def load_backbone_weights(model: nn.Module, weights: str | None, *, option: str 
     return f"{description}: {len(matched)}/{len(target)} tensors loaded{note}"
 
 
-def hold_frozen_norms(model: nn.Module) -> None:
-    """Keep every batch norm whose parameters are frozen in inference mode, even under ``model.train()``:
-    a frozen pretrained body then computes exactly the features it was trained to, and its running
-    statistics are not overwritten by a small dataset's batches. Checked at every forward, so unfreezing
-    a block later (stage 2) lets its norms train again."""
+def hold_frozen_norms(model: nn.Module, which: str = "frozen") -> None:
+    """Keep batch norms in inference mode even under ``model.train()``: with ``which="frozen"`` those whose
+    parameters are frozen, with ``"all"`` every one (their scale and shift still train when unfrozen). A
+    pretrained body then computes exactly the features it was trained to, and its running statistics are
+    not overwritten by a small dataset's batches. Checked at every forward, so with ``"frozen"``
+    unfreezing a block later (stage 2) lets its norms train again."""
+    if which not in ("none", "frozen", "all"):
+        raise ValueError(f"which must be 'none', 'frozen' or 'all', got {which!r}")
+    if which == "none":
+        return
 
     def hold(module: nn.Module, _inputs: object) -> None:
-        if module.training and not module.weight.requires_grad:
+        if module.training and (which == "all" or not module.weight.requires_grad):
             module.eval()
 
     for module in model.modules():

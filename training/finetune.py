@@ -235,7 +235,7 @@ def finetune(args: argparse.Namespace) -> Path:
         loaders = engine.make_loaders(train_set, val_set, args)
         model = build_image_model(args.arch, len(labels))
         init = load_backbone_weights(model, args.weights)
-        hold_frozen_norms(model)
+        hold_frozen_norms(model, arch_spec(args.arch).held_norms)
         print(f"initialisation: {init}", flush=True)
         model.to(device)
         criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
