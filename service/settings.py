@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         "for this long; then its queue is drained and its sessions released.",
     )
     default_image_classifier: str = Field(
-        "pets-resnet18",
+        "imagenet-lite0",
         description="Model used by /v1/classify-image when the request names none. If the repository "
         "holds it but no version serves, requests get 503 with the reason and readiness is held back; "
         "only if the repository has no such model is the first image classifier by name used.",

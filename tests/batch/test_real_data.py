@@ -29,7 +29,7 @@ def test_pets_validation_with_a_corrupt_file_killed_halfway_then_rerun(tmp_path:
     photos = Path(shutil.copytree(PETS, tmp_path / "pets"))
     (photos / "cats" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not the rest of a JPEG")
     out = tmp_path / "pets.parquet"
-    args = (photos, "--output", out, "--chunk-rows", "64", "--no-progress")
+    args = (photos, "--model", "pets-resnet18", "--output", out, "--chunk-rows", "64", "--no-progress")
     process = batch_process(ROOT / "models", *args)
     deadline = time.monotonic() + 120
     while len(list(out.glob("part-*.parquet"))) < 4 and process.poll() is None:

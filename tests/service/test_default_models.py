@@ -16,6 +16,7 @@ SHIPPED = {
     "digits-cnn": "image-classification",
     "sentiment-lstm": "sentiment",
     "pets-resnet18": "image-classification",
+    "imagenet-lite0": "image-classification",
     "captioner": "image-captioning",
 }
 
@@ -57,11 +58,22 @@ def test_a_drawn_one_is_a_one(client: TestClient) -> None:
     assert response.json()["results"][0]["predictions"][0]["label"] == "1"
 
 
-def test_a_photo_of_a_cat_is_a_cat_by_the_default_classifier(client: TestClient) -> None:
+def test_everyday_photos_get_meaningful_answers_from_the_default_classifier(client: TestClient) -> None:
     from skimage import data
 
-    body = client.post("/v1/classify-image", files=[_photo(data.chelsea(), "chelsea.jpg")]).json()
-    assert body["model"] == "pets-resnet18"
+    photos = [_photo(data.chelsea(), "chelsea.jpg"), _photo(data.coffee(), "coffee.jpg")]
+    body = client.post("/v1/classify-image", files=photos).json()
+    assert body["model"] == "imagenet-lite0"
+    cat, coffee = (result["predictions"][0]["label"] for result in body["results"])
+    assert cat in {"Egyptian cat", "tabby, tabby cat", "tiger cat"}, cat
+    assert coffee in {"espresso", "cup", "coffee mug"}, coffee
+
+
+def test_a_photo_of_a_cat_is_a_cat_by_the_pets_classifier(client: TestClient) -> None:
+    from skimage import data
+
+    photo = [_photo(data.chelsea(), "chelsea.jpg")]
+    body = client.post("/v1/classify-image", data={"model": "pets-resnet18"}, files=photo).json()
     assert body["results"][0]["predictions"][0]["label"] == "cats"
 
 

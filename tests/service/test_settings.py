@@ -25,5 +25,5 @@ def test_defaults() -> None:
     settings = Settings()
     assert settings.providers == DEFAULT_PROVIDERS
     assert DEFAULT_PROVIDERS == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    assert settings.default_image_classifier == "pets-resnet18"
+    assert settings.default_image_classifier == "imagenet-lite0"
     assert settings.require_gpu is False
