@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from tokenizers import Tokenizer
 
 from contract import beam
+from contract.versions import discover
 from training.caption.export import load_captioner
 from training.caption.model import numpy_step
 from training.caption.vocab import decode_caption
@@ -41,10 +42,8 @@ TASK_MODELS = {
 
 def latest_manifest(models_dir: Path, name: str) -> tuple[Path, dict[str, Any]]:
     """The highest version directory of ``name`` and its manifest."""
-    versions = sorted(
-        (p for p in (models_dir / name).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
-    )
-    return versions[-1], json.loads((versions[-1] / "manifest.json").read_text())
+    latest = max((v for v in discover(models_dir) if v.name == name), key=lambda v: v.version)
+    return latest.path, json.loads((latest.path / "manifest.json").read_text())
 
 
 def _image(data: bytes) -> Image.Image:

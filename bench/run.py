@@ -25,8 +25,9 @@ import httpx
 import numpy as np
 
 from bench.load import TASKS, photo_jpeg, review
+from contract.versions import VersionDir, discover
 from service.preprocessing import load_pixels
-from service.repository import VersionDir, discover, load_version, read_manifest
+from service.repository import load_version, read_manifest
 from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
 from service.settings import Settings
 

@@ -28,8 +28,10 @@ from typing import Any, cast
 import numpy as np
 import onnxruntime as ort
 
+from contract.versions import VersionDir, discover
+
 from .providers import CPU, unavailable_providers, uses_gpu
-from .repository import VersionDir, discover, read_manifest, verify_files
+from .repository import read_manifest, verify_files
 from .runtimes import RUNTIMES, Runtime
 from .settings import Settings
 

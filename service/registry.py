@@ -11,12 +11,13 @@ from enum import StrEnum
 from typing import Any
 
 from contract.manifest import Manifest
+from contract.versions import VersionDir, discover
 
 from .batching import BatchConfig, Batcher, QueueWorker
 from .errors import ModelNotFound, ModelNotReady
 from .metrics import Metrics
 from .providers import requested_providers, unavailable_providers, uses_gpu
-from .repository import VersionDir, discover, load_version, read_manifest
+from .repository import load_version, read_manifest
 from .runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, RuntimeLoadError, SentimentRuntime
 from .settings import Settings
 from .step_batching import CaptionBatcher

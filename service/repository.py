@@ -1,42 +1,19 @@
-"""The model repository on disk: discovery of ``<name>/<version>/`` and verified loading of one version."""
+"""Verified loading of one version of the model repository (``contract.versions`` finds them): its
+manifest read, its files checked, its runtime loaded and warmed, or the reason why not."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from contract.files import sha256_file
-from contract.manifest import Manifest, first_error, is_model_name
+from contract.manifest import Manifest, first_error
+from contract.versions import VersionDir
 
 from .batching import BatchConfig
 from .runtimes import RUNTIMES, Runtime, RuntimeLoadError
 from .settings import Settings
-
-
-@dataclass(frozen=True)
-class VersionDir:
-    """A ``<name>/<version>/`` directory of the repository."""
-
-    name: str
-    version: int
-    path: Path
-
-
-def discover(models_dir: Path) -> list[VersionDir]:
-    """Every ``<name>/<version>/`` with a valid name and an integer version, sorted by name and version.
-    A missing repository directory holds no models."""
-    if not models_dir.is_dir():
-        return []
-    found = []
-    for model_dir in models_dir.iterdir():
-        if not model_dir.is_dir() or not is_model_name(model_dir.name):
-            continue
-        for version_dir in model_dir.iterdir():
-            if version_dir.is_dir() and version_dir.name.isdigit() and int(version_dir.name) > 0:
-                found.append(VersionDir(model_dir.name, int(version_dir.name), version_dir))
-    return sorted(found, key=lambda v: (v.name, v.version))
 
 
 def read_manifest(version: VersionDir) -> Manifest:

@@ -34,7 +34,6 @@ import argparse
 import shutil
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +43,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
 
-from contract.files import file_hashes
-from contract.manifest import MANIFEST_FORMAT
-from contract.manifest import write_manifest as write_valid_manifest
+from contract.versions import write_version
 
 OPSET = 17
 IR_VERSION = 8  # onnxruntime >= 1.14 reads it
@@ -105,47 +102,40 @@ def graph_entry(model: onnx.ModelProto, file: str) -> dict[str, Any]:
     }
 
 
-def write_manifest(version_dir: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Write `manifest.json` from `fields` plus the common fields and the sha256 of every other file.
+PROVENANCE = {
+    "generator": "tests/model_factory.py",
+    "dataset": "none",
+    "initialisation": "hand-set weights, no training",
+}
 
-    `fields` holds `name`, `version`, `task`, `description`, `graphs` and the task's own fields;
-    `format`, `created`, `files`, `metrics` and `provenance` are filled in unless given.
+
+def write_model(
+    repo: Path,
+    name: str,
+    version: int,
+    overwrite: bool,
+    fields: dict[str, Any],
+    files: dict[str, bytes | str],
+) -> Path:
+    """Write a version with the contract's writer (its manifest validated as the service validates it,
+    the directory whole or not at all) and return its directory.
+
+    `fields` are the manifest's `task`, `description`, `graphs` and the task's own fields; `format`,
+    `name`, `version`, `created` and `files` are filled in, and `metrics` (empty) and `provenance` unless
+    given. Without `overwrite`, an existing version is a `FileExistsError`; with it, it is replaced.
     """
-    files = file_hashes(version_dir)
-    common = ("name", "version", "task", "description")
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        **{key: fields[key] for key in common},
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "files": files,
-        "metrics": {},
-        "provenance": {
-            "generator": "tests/model_factory.py",
-            "dataset": "none",
-            "initialisation": "hand-set weights, no training",
-        },
-        **{key: value for key, value in fields.items() if key not in common},
-    }
-    write_valid_manifest(version_dir, manifest)
-    return manifest
-
-
-def _version_dir(repo: Path, name: str, version: int, overwrite: bool) -> Path:
-    if version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}")
     path = Path(repo) / name / str(version)
     if path.exists():
         if not overwrite:
             raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
         shutil.rmtree(path)
-    path.mkdir(parents=True)
-    return path
+    return write_version(repo, name, {"metrics": {}, "provenance": PROVENANCE, **fields}, files, version)
 
 
-def _save(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+def _checked(model: onnx.ModelProto) -> bytes:
+    """A graph's file contents, once `onnx.checker` accepts it."""
     onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, path)
-    return model
+    return model.SerializeToString()
 
 
 def _model(
@@ -170,8 +160,8 @@ def _f32(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
-def _card(version_dir: Path, title: str, body: str) -> None:
-    (version_dir / "card.md").write_text(
+def _card(title: str, body: str) -> str:
+    return (
         f"# {title}\n\nA tiny hand-built test model from `tests/model_factory.py`; no data, no training, "
         f"no licence constraints.\n\n{body}\n"
     )
@@ -288,19 +278,17 @@ def make_classifier(
         inits,
     )
 
-    version_dir = _version_dir(repo, name, version, overwrite)
-    _save(model, version_dir / "model.onnx")
     rule = (
         "the brightest channel wins"
         if color_mode == "RGB"
         else "the brightness bin containing the mean grey value wins"
     )
-    _card(version_dir, name, f"Image classifier over {list(labels)}: {rule}.")
-    write_manifest(
-        version_dir,
+    return write_model(
+        repo,
+        name,
+        version,
+        overwrite,
         {
-            "name": name,
-            "version": version,
             "task": "image-classification",
             "description": f"Tiny {color_mode} test classifier: {rule}.",
             "graphs": {"model": graph_entry(model, "model.onnx")},
@@ -308,8 +296,11 @@ def make_classifier(
             "labels": list(labels),
             "output": output,
         },
+        {
+            "model.onnx": _checked(model),
+            "card.md": _card(name, f"Image classifier over {list(labels)}: {rule}."),
+        },
     )
-    return version_dir
 
 
 # ------------------------------------------------------------------------------------ sentiment
@@ -361,20 +352,17 @@ def make_sentiment(
         inits,
     )
 
-    version_dir = _version_dir(repo, name, version, overwrite)
-    _save(model, version_dir / "model.onnx")
-    _word_level_tokenizer(SENTIMENT_VOCAB).save(str(version_dir / "tokenizer.json"))
-    _card(
-        version_dir,
+    card = _card(
         name,
         f"Word counting: {', '.join(POSITIVE_WORDS)} score +1; "
         f"{', '.join(NEGATIVE_WORDS)} score -1; logits = [-sum, sum].",
     )
-    write_manifest(
-        version_dir,
+    return write_model(
+        repo,
+        name,
+        version,
+        overwrite,
         {
-            "name": name,
-            "version": version,
             "task": "sentiment",
             "description": "Tiny test sentiment model: positive minus negative word count.",
             "graphs": {"model": graph_entry(model, "model.onnx")},
@@ -389,8 +377,12 @@ def make_sentiment(
             "labels": list(SENTIMENT_LABELS),
             "output": "logits",
         },
+        {
+            "model.onnx": _checked(model),
+            "tokenizer.json": _word_level_tokenizer(SENTIMENT_VOCAB).to_str(pretty=True),
+            "card.md": card,
+        },
     )
-    return version_dir
 
 
 # ------------------------------------------------------------------------------------ captioner
@@ -553,12 +545,7 @@ def make_captioner(
         },
     )
 
-    version_dir = _version_dir(repo, name, version, overwrite)
-    _save(encoder, version_dir / "encoder.onnx")
-    _save(decoder, version_dir / "decoder.onnx")
-    _word_level_tokenizer(CAPTION_VOCAB, special=CAPTION_SPECIALS).save(str(version_dir / "tokenizer.json"))
-    _card(
-        version_dir,
+    card = _card(
         name,
         "Captions a uniform image 'a <colour> square' (red, green, blue, white, or "
         "dark for black); a dark red image captions 'a dark square' greedily and 'a red square' with "
@@ -567,11 +554,12 @@ def make_captioner(
     ids = {word: i for i, word in enumerate(CAPTION_VOCAB)}
     projected = {"projected": "projected"} if per_image else {}
     image_index = {"image_index": "image_index"} if per_image else {}
-    write_manifest(
-        version_dir,
+    return write_model(
+        repo,
+        name,
+        version,
+        overwrite,
         {
-            "name": name,
-            "version": version,
             "task": "image-captioning",
             "description": "Tiny test captioner: 'a <colour> square' from the image's mean colour.",
             "graphs": {
@@ -594,8 +582,15 @@ def make_captioner(
                 | image_index,
             },
         },
+        {
+            "encoder.onnx": _checked(encoder),
+            "decoder.onnx": _checked(decoder),
+            "tokenizer.json": _word_level_tokenizer(CAPTION_VOCAB, special=CAPTION_SPECIALS).to_str(
+                pretty=True
+            ),
+            "card.md": card,
+        },
     )
-    return version_dir
 
 
 # ------------------------------------------------------------------------------------ repository

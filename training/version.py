@@ -1,81 +1,23 @@
-"""Model version directories (``models/<name>/<version>/``) and the ONNX checks every export runs."""
+"""Training's side of model version directories (``contract.versions`` writes them): the manifest as a
+dict for the modules that edit it, and the ONNX checks every export runs."""
 
 from __future__ import annotations
 
 import json
-import re
-import shutil
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from contract.files import MANIFEST_NAME, file_hashes
+from contract.manifest import write_manifest
 
-MANIFEST_FORMAT = "modelserve.manifest/v1"
-NAME_PATTERN = re.compile(r"^[a-z0-9-]+$")
+# training/export.py and training/calibrate.py still import the version writer from here
+from contract.versions import write_version as write_version
 
 
 class ParityError(AssertionError):
     """onnxruntime and PyTorch disagree beyond tolerance: the export is refused."""
-
-
-def _write_manifest(version_dir: Path, manifest: dict) -> None:
-    (version_dir / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-
-
-def next_version(model_dir: Path) -> int:
-    """One more than the highest integer version in ``model_dir`` (1 when there is none)."""
-    existing = [int(p.name) for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    return max(existing, default=0) + 1
-
-
-def write_version(
-    out_root: Path,
-    name: str,
-    manifest: dict,
-    files: dict[str, Path | bytes | str],
-    version: int | None = None,
-) -> Path:
-    """Write ``out_root/name/version/`` with ``files`` and a complete manifest; return its path.
-
-    ``files`` maps file names to a path to copy, bytes, or text. ``format``, ``name``, ``version``,
-    ``created`` and ``files`` (sha256 of every file) are filled in here. The directory is assembled under
-    a temporary name and renamed, so a reader never sees half a version.
-    """
-    if not NAME_PATTERN.match(name):
-        raise ValueError(f"model name {name!r} must use lowercase letters, digits and '-'")
-    model_dir = Path(out_root) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    version = next_version(model_dir) if version is None else version
-    if version < 1:
-        raise ValueError(f"version must be a positive integer, got {version}")
-    final = model_dir / str(version)
-    if final.exists():
-        raise FileExistsError(f"{final} already exists; pick another --version")
-    staging = model_dir / f".staging-{version}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for file_name, content in files.items():
-        target = staging / file_name
-        if isinstance(content, Path):
-            shutil.copyfile(content, target)
-        elif isinstance(content, bytes):
-            target.write_bytes(content)
-        else:
-            target.write_text(content)
-    full = {
-        "format": MANIFEST_FORMAT,
-        "name": name,
-        "version": version,
-        "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        **{k: v for k, v in manifest.items() if k not in ("format", "name", "version", "created")},
-    }
-    full["files"] = file_hashes(staging)
-    _write_manifest(staging, full)
-    staging.rename(final)
-    return final
 
 
 def read_manifest(version_dir: Path) -> dict:
@@ -87,12 +29,13 @@ def read_manifest(version_dir: Path) -> dict:
 
 
 def update_manifest(version_dir: Path, **changes: object) -> None:
-    """Replace top-level manifest fields and recompute the sha256 of every file in the version."""
+    """Replace top-level manifest fields and recompute the sha256 of every file in the version; the
+    manifest is validated before it is written (``contract.manifest.write_manifest``)."""
     version_dir = Path(version_dir)
     manifest = read_manifest(version_dir)
     manifest.update(changes)
     manifest["files"] = file_hashes(version_dir)
-    _write_manifest(version_dir, manifest)
+    write_manifest(version_dir, manifest)
 
 
 def check_onnx(path: Path) -> None:

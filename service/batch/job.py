@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract.manifest import Manifest
+from contract.versions import discover
 
-from ..repository import discover, load_version, read_manifest, verify_files
+from ..repository import load_version, read_manifest, verify_files
 from ..runtimes import RuntimeLoadError
 from ..settings import Settings
 from .inputs import InputError

@@ -56,8 +56,9 @@ def test_one_name_rule_for_directories_and_manifests(name: str, valid: bool) -> 
     if valid:
         assert validate_manifest(classifier_fields(name=name)).name == name
     else:
-        with pytest.raises(InvalidManifest, match="^invalid manifest: name: String should match pattern"):
+        with pytest.raises(InvalidManifest) as refused:
             validate_manifest(classifier_fields(name=name))
+        assert str(refused.value).startswith("invalid manifest: name: String should match pattern")
 
 
 def test_a_manifest_is_written_as_given_once_it_validates(tmp_path: Path) -> None:

@@ -13,10 +13,12 @@ import onnx
 import pytest
 from onnx import helper
 
+from contract.files import file_hashes
+from contract.manifest import write_manifest
 from service.gpu_check import EXIT_MISMATCH, EXIT_NO_GPU, compare, main
 from service.providers import create_session
 from service.settings import Settings
-from tests.model_factory import make_classifier, write_manifest
+from tests.model_factory import make_classifier
 
 GRAPH_OUTPUTS = {
     ("tiny-classifier", "model", "logits"),
@@ -79,7 +81,7 @@ def add_noise(version_dir: Path) -> None:
     )
     onnx.save(model, version_dir / "model.onnx")
     manifest = json.loads((version_dir / "manifest.json").read_text())
-    write_manifest(version_dir, {k: v for k, v in manifest.items() if k not in ("files", "created")})
+    write_manifest(version_dir, {**manifest, "files": file_hashes(version_dir)})
 
 
 def test_outputs_beyond_tolerance_fail(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,8 +12,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
+from contract.versions import discover
 from service import providers
-from service.repository import discover, load_version, read_manifest
+from service.repository import load_version, read_manifest
 from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime, base
 from service.runtimes.base import batch_rows, pad_rows, padded_size
 from service.settings import Settings

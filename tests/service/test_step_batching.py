@@ -13,10 +13,11 @@ import pytest
 from PIL import Image
 
 from contract.beam import Hypothesis
+from contract.versions import discover
 from service.batching import BatchConfig, Ticket
 from service.metrics import Metrics
 from service.preprocessing import image_batch
-from service.repository import discover, load_version, read_manifest
+from service.repository import load_version, read_manifest
 from service.runtimes import CaptionerRuntime
 from service.runtimes.captioner import ImageContext
 from service.settings import Settings

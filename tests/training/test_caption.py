@@ -17,7 +17,8 @@ from tokenizers import Tokenizer  # noqa: E402
 
 from contract.beam import Step, banned_tokens, decode  # noqa: E402
 from contract.files import sha256_file  # noqa: E402
-from service.repository import VersionDir, load_version, read_manifest  # noqa: E402
+from contract.versions import VersionDir  # noqa: E402
+from service.repository import load_version, read_manifest  # noqa: E402
 from service.runtimes import CaptionerRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.model_factory import make_captioner  # noqa: E402

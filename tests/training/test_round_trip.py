@@ -16,8 +16,9 @@ torch = pytest.importorskip("torch")
 
 from PIL import Image  # noqa: E402
 
+from contract.versions import VersionDir  # noqa: E402
 from service.preprocessing import load_pixels  # noqa: E402
-from service.repository import VersionDir, load_version, read_manifest  # noqa: E402
+from service.repository import load_version, read_manifest  # noqa: E402
 from service.runtimes import ClassifierRuntime, Runtime, SentimentRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from training import runs  # noqa: E402

@@ -14,12 +14,13 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
+from contract.versions import next_version, write_version
 from training import runs
 from training.caption.card import render_card
 from training.caption.model import KIND, AttentionDecoder, Captioner, CaptionerConfig, numpy_step
 from training.caption.runtime import OnnxCaptioner
 from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
-from training.version import ParityError, check_onnx, next_version, onnx_parity, write_version
+from training.version import ParityError, check_onnx, onnx_parity
 
 OPSET = 17
 ENCODER_IO = {"pixels": "pixels", "features": "features", "h0": "h0", "c0": "c0", "projected": "projected"}
