@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from contract.preprocess import preprocess_image
 from training import card, runs
 from training.calibrate import expected_calibration_error, nll, plot_reliability, softmax
 from training.data import DataError, text
 from training.data.images import MnistIdx, load_image_folder
 from training.engine import progress
-from training.preprocess import preprocess_image
 from training.version import read_manifest, update_manifest
 
 

@@ -16,11 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from contract.preprocess import preprocess_image
 from contract.versions import discover
 from service.batching import BatchConfig, Batcher
 from service.errors import QueueFull
 from service.metrics import Metrics
-from service.preprocessing.image import preprocess_image
 from service.repository import load_version, read_manifest
 from service.runtimes import ClassifierRuntime, Runtime, SentimentRuntime
 from service.settings import Settings

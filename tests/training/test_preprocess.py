@@ -1,4 +1,5 @@
-"""The numpy/PIL preprocessing used by ``evaluate`` matches the torchvision eval transform."""
+"""The contract's numpy/PIL preprocessing (contract.preprocess), which the service applies to uploads and
+``evaluate`` to test images, matches training's torchvision eval transform (training/presets.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from PIL import Image  # noqa: E402
 
+from contract.preprocess import preprocess_image  # noqa: E402
 from training import presets  # noqa: E402
-from training.preprocess import preprocess_image  # noqa: E402
 
 
 @pytest.mark.parametrize(
