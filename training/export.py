@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from contract.versions import write_version
 from training import card, runs
 from training.backbone import build_image_model
 from training.nets import DigitsCNN, DigitsConfig, SentimentConfig, SentimentLSTM
-from training.version import check_onnx, onnx_parity, read_manifest, update_manifest, write_version
+from training.version import check_onnx, onnx_parity, read_manifest, update_manifest
 
 OPSET = 17
 DEFAULT_NAMES = {"digits": "digits-cnn", "sentiment": "sentiment-lstm", "resnet": "pets-resnet18"}

@@ -12,9 +12,6 @@ import numpy as np
 from contract.files import MANIFEST_NAME, file_hashes
 from contract.manifest import write_manifest
 
-# training/export.py and training/calibrate.py still import the version writer from here
-from contract.versions import write_version as write_version
-
 
 class ParityError(AssertionError):
     """onnxruntime and PyTorch disagree beyond tolerance: the export is refused."""

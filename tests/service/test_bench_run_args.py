@@ -64,8 +64,8 @@ def test_missing_training_checkpoints_are_named_before_anything_is_measured(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # the naive server serves each model's weights from its training checkpoint, which a clone does not have
-    manifest = json.loads((ROOT / "models" / "sentiment-lstm" / "1" / "manifest.json").read_text())
-    version = tmp_path / "models" / "sentiment-lstm" / "1"
+    manifest = json.loads((ROOT / "models" / "sentiment-lstm" / "2" / "manifest.json").read_text())
+    version = tmp_path / "models" / "sentiment-lstm" / "2"
     version.mkdir(parents=True)
     for checkpoint, missing in ((tmp_path / "gone.pt", True), (tmp_path / "run", False)):
         manifest["provenance"]["checkpoint"] = str(checkpoint)
