@@ -8,7 +8,6 @@ and so accuracy, is unchanged. The new version's graph is the old one with a ``D
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -179,24 +178,3 @@ def calibrate_version(version_dir: Path, data: Path, split: str, out_root: Path 
     update_manifest(new_dir)
     print(f"wrote {new_dir}")
     return new_dir
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    cal = subparsers.add_parser(
-        "calibrate",
-        help="temperature-scale an exported classifier into its next version",
-        description="Fit one temperature T (logits / T) by negative log-likelihood on --data/--split "
-        "through onnxruntime, and write the version's graph with the division appended as the next "
-        "version of the same model. Accuracy is unchanged; the probabilities become calibrated. Fit on "
-        "a split that is neither trained on nor reported: e.g. --split 'test[:5000]', then evaluate "
-        "the new version on 'test[5000:]'.",
-    )
-    cal.add_argument("version_dir", type=Path, help="model version directory, e.g. models/sentiment-lstm/1")
-    cal.add_argument("--data", type=Path, required=True, help="dataset (as for evaluate)")
-    cal.add_argument(
-        "--split",
-        required=True,
-        help="split to fit on, optionally sliced: 'test[:5000]' is its first 5,000 samples",
-    )
-    cal.add_argument("--out", type=Path, default=None, help="model repository (default: the version's own)")
-    cal.set_defaults(func=lambda args: calibrate_version(args.version_dir, args.data, args.split, args.out))

@@ -19,34 +19,6 @@ KIND = "digits"
 LABELS = [str(d) for d in range(10)]
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``digits`` subcommand."""
-    parser = subparsers.add_parser(
-        "digits",
-        help="train the digits CNN on MNIST",
-        description="Train a small CNN (two conv-ReLU-conv-ReLU-maxpool blocks, an MLP head: dropout, "
-        "linear-ReLU, dropout, linear) on "
-        "MNIST train and validate on MNIST test. AdamW with a one-cycle schedule.",
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="folder holding MNIST/raw (torchvision's layout), or the MNIST folder itself",
-    )
-    parser.add_argument("--download", action="store_true", help="download MNIST into --data when missing")
-    parser.add_argument(
-        "--augment",
-        action="store_true",
-        help="small random affine augmentation (±10°, ±10%% shift and scale)",
-    )
-    parser.add_argument(
-        "--dropout", type=engine.probability, default=0.25, help="dropout rate (default 0.25)"
-    )
-    engine.add_common_args(parser, epochs=5, batch_size=128, lr=3e-3, weight_decay=1e-4, name="digits-cnn")
-    parser.set_defaults(func=train)
-
-
 def train(args: argparse.Namespace) -> Path:
     """Train the digits CNN; return the run directory."""
     with engine.setup(args) as (device, run_dir):

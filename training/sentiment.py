@@ -19,45 +19,6 @@ from training.provenance import provenance
 KIND = "sentiment"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``sentiment`` subcommand."""
-    parser = subparsers.add_parser(
-        "sentiment",
-        help="train the sentiment LSTM on a CSV or aclImdb dataset",
-        description="Build a word-level tokenizer (lowercase, <br /> and punctuation removed, capped "
-        "vocabulary, <pad>=0, <unk>=1) on the training texts, then train embedding + (Bi)LSTM + "
-        "linear head with Adam. Trains on the 'train' split, validates on --val-split.",
-    )
-    parser.add_argument(
-        "--data",
-        type=Path,
-        required=True,
-        help="a folder with train.csv[.gz] and test.csv[.gz], an aclImdb folder "
-        "(train/pos/*.txt, train/neg/*.txt, test/...), or one CSV file for training",
-    )
-    parser.add_argument("--val-split", default="test", help="split used for validation (default test)")
-    parser.add_argument("--text-column", default="text", help="CSV text column (default text)")
-    parser.add_argument("--label-column", default="label", help="CSV label column (default label)")
-    parser.add_argument(
-        "--vocab-size", type=int, default=20000, help="vocabulary cap incl. specials (default 20000)"
-    )
-    parser.add_argument("--max-length", type=int, default=256, help="tokens kept per text (default 256)")
-    parser.add_argument("--embed-dim", type=int, default=128, help="embedding size (default 128)")
-    parser.add_argument(
-        "--hidden", type=int, default=128, help="LSTM hidden size per direction (default 128)"
-    )
-    parser.add_argument("--unidirectional", action="store_true", help="forward LSTM only (default: BiLSTM)")
-    parser.add_argument(
-        "--pooling",
-        choices=("max-mean", "last"),
-        default="max-mean",
-        help="max and mean over real tokens, or the state at each end (default max-mean)",
-    )
-    parser.add_argument("--dropout", type=engine.probability, default=0.3, help="dropout rate (default 0.3)")
-    engine.add_common_args(parser, epochs=4, batch_size=64, lr=2e-3, weight_decay=0.0, name="sentiment-lstm")
-    parser.set_defaults(func=train)
-
-
 def train(args: argparse.Namespace) -> Path:
     """Train the sentiment net; return the run directory (with tokenizer.json beside the checkpoint)."""
     with engine.setup(args) as (device, run_dir):

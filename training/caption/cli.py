@@ -1,13 +1,12 @@
-"""The ``caption`` subcommand of ``python -m training``."""
+"""The ``caption`` subcommand of ``python -m training``: its options, built without importing torch, and a
+func that imports the recipe when it runs."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from training import engine
-from training.backbone import ARCHS
-from training.caption.model import FEATURE_LAYERS
+from training.options import ARCHS, FEATURE_LAYERS, add_common_args, probability
 
 DESCRIPTION = """\
 Train a Show, Attend and Tell captioner on Flickr8k (--data holding Flickr8k.token.txt,
@@ -84,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--hidden-dim", type=int, default=512, help="LSTM state size (default %(default)s)")
     parser.add_argument(
         "--dropout",
-        type=engine.probability,
+        type=probability,
         default=0.5,
         help="dropout before the output layer (default %(default)s)",
     )
@@ -131,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="where encoder features are cached (default: <out>/cache)",
     )
-    engine.add_common_args(parser, epochs=10, batch_size=64, lr=4e-4, weight_decay=0.0, name="captioner")
+    add_common_args(parser, epochs=10, batch_size=64, lr=4e-4, weight_decay=0.0, name="captioner")
     parser.set_defaults(func=_train)
 
 
