@@ -21,7 +21,7 @@ from service.batching import BatchConfig
 from service.metrics import Metrics
 from service.preprocessing import load_pixels
 from service.runtimes import CaptionerRuntime
-from service.step_batching import CaptionBatcher
+from service.runtimes.caption_steps import CaptionBatcher
 
 
 class TimedSession:

@@ -19,8 +19,8 @@ from .metrics import Metrics
 from .providers import requested_providers, unavailable_providers, uses_gpu
 from .repository import load_version, read_manifest
 from .runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, RuntimeLoadError, SentimentRuntime
+from .runtimes.caption_steps import CaptionBatcher
 from .settings import Settings
-from .step_batching import CaptionBatcher
 from .versions import VersionPolicy, fingerprint
 
 logger = logging.getLogger(__name__)

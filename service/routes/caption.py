@@ -46,9 +46,9 @@ async def caption(
     ] = DEFAULT_BEAM_SIZE,
 ) -> CaptionResponse:
     """Caption each uploaded image; returns the caption and its mean log-probability per token. Decoding
-    is batched per step with the other requests in flight (service/step_batching.py); a request whose
-    client goes away leaves it at the next step. An image that cannot be read gets its error in its own
-    slot, and the others are answered (200); when none can be, the request fails with the first one's
+    is batched per step with the other requests in flight (service/runtimes/caption_steps.py); a request
+    whose client goes away leaves it at the next step. An image that cannot be read gets its error in its
+    own slot, and the others are answered (200); when none can be, the request fails with the first one's
     error."""
     check_range("beam_size", beam_size, 1, settings.max_beam_size)
     if max_length is not None:

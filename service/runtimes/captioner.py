@@ -103,7 +103,7 @@ class CaptionerRuntime(Runtime):
 
     def infer(self, pixels: np.ndarray, max_length: int, beam_size: int) -> list[Hypothesis]:
         """Pixels -> the best token sequence per image and its score (one request alone; the service
-        decodes many requests together: service/step_batching.py)."""
+        decodes many requests together: ``caption_steps``)."""
         context, h0, c0 = self.encode(pixels)
 
         def step(

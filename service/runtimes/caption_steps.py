@@ -23,10 +23,10 @@ import numpy as np
 
 from contract.beam import BeamSearch, Hypothesis, advance_together
 
-from .batching import BatchConfig, Pending, QueueWorker, Ticket
-from .metrics import ModelMetrics
-from .runtimes.base import padded_size
-from .runtimes.captioner import CaptionerRuntime, ImageContext
+from ..batching import BatchConfig, Pending, QueueWorker, Ticket
+from ..metrics import ModelMetrics
+from .base import padded_size
+from .captioner import CaptionerRuntime, ImageContext
 
 
 @dataclass(frozen=True)
