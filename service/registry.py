@@ -5,25 +5,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from contract.manifest import Manifest
 from contract.versions import VersionDir, discover
 
-from .batching import BatchConfig, Batcher, QueueWorker
+from .batching import BatchConfig, QueueWorker
 from .errors import ModelNotFound, ModelNotReady
 from .metrics import Metrics
 from .providers import requested_providers, unavailable_providers, uses_gpu
 from .repository import load_version, read_manifest
-from .runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, RuntimeLoadError, SentimentRuntime
-from .runtimes.caption_steps import CaptionBatcher
+from .runtimes import Runtime, RuntimeLoadError
 from .settings import Settings
 from .versions import VersionPolicy, fingerprint
 
 logger = logging.getLogger(__name__)
+
+B = TypeVar("B", bound=QueueWorker[Any, Any])
 
 
 class ModelState(StrEnum):
@@ -59,15 +59,10 @@ class ModelVersion:
         """The providers its sessions actually got, over all graphs."""
         return sorted({p for providers in self.providers.values() for p in providers})
 
-    def item_batcher(self) -> Batcher[Any, Any]:
-        """The batching queue of a classifier or sentiment model; 503 once it is stopped."""
-        if not isinstance(self.batcher, Batcher):
-            raise ModelNotReady(f"model {self.name}/{self.version} is not serving")
-        return self.batcher
-
-    def caption_batcher(self) -> CaptionBatcher:
-        """The step-level decoding queue of a captioner; 503 once it is stopped."""
-        if not isinstance(self.batcher, CaptionBatcher):
+    def serving_batcher(self, kind: type[B]) -> B:
+        """The version's batching queue, of the ``kind`` its runtime makes (``Runtime.batcher``); 503 once
+        it is stopped."""
+        if not isinstance(self.batcher, kind):
             raise ModelNotReady(f"model {self.name}/{self.version} is not serving")
         return self.batcher
 
@@ -221,7 +216,9 @@ class ModelRegistry:
             logger.error("model %s/%d skipped: %s", entry.name, entry.version, exc)
             return
         entry.runtime, entry.providers = runtime, runtime.providers()
-        entry.batcher = self._batcher(entry, runtime)
+        config = BatchConfig.for_model(self.settings, entry.name)
+        metrics = self.metrics.model(entry.name, entry.version)
+        entry.batcher = runtime.batcher(f"{entry.name}/{entry.version}", config, metrics)
         entry.load_time_s = round(time.perf_counter() - started, 4)
         self.metrics.model_info.labels(
             model=entry.name,
@@ -239,16 +236,6 @@ class ModelRegistry:
             self.requested_providers,
             entry.providers,
         )
-
-    def _batcher(self, entry: ModelVersion, runtime: Runtime) -> QueueWorker[Any, Any]:
-        config = BatchConfig.for_model(self.settings, entry.name)
-        metrics = self.metrics.model(entry.name, entry.version)
-        label = f"{entry.name}/{entry.version}"
-        if isinstance(runtime, CaptionerRuntime):
-            return CaptionBatcher(label, runtime, config, metrics)
-        assert isinstance(runtime, ClassifierRuntime | SentimentRuntime)
-        run: Callable[[list[Any]], Iterable[Any]] = runtime.infer_items
-        return Batcher(label, run, config, metrics)
 
     def stop_loading(self) -> None:
         """Ask ``load_all`` to stop after the version it is loading."""

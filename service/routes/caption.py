@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import CaptionerRuntime
+from ..runtimes.caption_steps import CaptionBatcher
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE
 from ..schemas import Caption, CaptionResponse, ImageError
 from ..uploads import read_images
@@ -58,7 +59,7 @@ async def caption(
     )
     length = max_length or runtime.default_max_length()
     outcomes = await read_images(files, settings, runtime.image_spec)
-    ticket = entry.caption_batcher().submit(np.stack(answerable(outcomes)), length, beam_size)
+    ticket = entry.serving_batcher(CaptionBatcher).submit(np.stack(answerable(outcomes)), length, beam_size)
     hypotheses = await answer_unless_gone(request.receive, ticket)
     results = in_slots(
         outcomes,

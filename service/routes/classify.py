@@ -7,6 +7,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
 
+from ..batching import Batcher
 from ..deps import RegistryDep, SettingsDep
 from ..runtimes import ClassifierRuntime
 from ..runtimes.base import rank
@@ -48,7 +49,7 @@ async def classify_image(
         registry, ClassifierRuntime, requested_model(model, model_in_query), settings.default_image_classifier
     )
     outcomes = await read_images(files, settings, runtime.image_spec)
-    probabilities = await entry.item_batcher().infer(answerable(outcomes))
+    probabilities = await entry.serving_batcher(Batcher).infer(answerable(outcomes))
     results = in_slots(
         outcomes,
         rank(np.stack(probabilities), runtime.labels, top_k),

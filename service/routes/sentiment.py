@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ..batching import Batcher
 from ..deps import RegistryDep, SettingsDep
 from ..limits import text_outcomes
 from ..runtimes import SentimentRuntime
@@ -34,7 +35,7 @@ async def sentiment(
         settings.default_sentiment_model,
     )
     # tokenized in the batcher's thread, with the texts of the other requests of its batch
-    scores: list[TextScores] = await entry.item_batcher().infer(texts)
+    scores: list[TextScores] = await entry.serving_batcher(Batcher).infer(texts)
     labels = runtime.labels
 
     def answered(_: int, score: TextScores) -> SentimentResult:

@@ -1,4 +1,5 @@
-"""One runtime per task, numpy in and numpy out, over onnxruntime sessions."""
+"""One runtime per task, numpy in and numpy out, over onnxruntime sessions; each makes the batching queue
+that serves it (``Runtime.batcher``)."""
 
 from .base import Runtime, RuntimeLoadError
 from .captioner import CaptionerRuntime

@@ -1,4 +1,5 @@
-"""The runtime base class: one onnxruntime session per graph of a model version, numpy in and out."""
+"""The runtime base class: one onnxruntime session per graph of a model version, numpy in and out, and
+the batching queue that serves it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import onnxruntime as ort
 
 from contract.manifest import GraphSpec, Manifest
 
+from ..batching import BatchConfig, QueueWorker
+from ..metrics import ModelMetrics
 from ..providers import create_session, uses_gpu
 from ..settings import Settings
 
@@ -22,7 +25,7 @@ class RuntimeLoadError(Exception):
 
 
 class Runtime(ABC):
-    """Serves one model version. Subclasses implement the task: ``warmup`` and their own
+    """Serves one model version. Subclasses implement the task: ``warmup``, ``batcher`` and their own
     ``preprocess``/``infer``/``postprocess`` steps; they never touch HTTP."""
 
     task: ClassVar[str]
@@ -55,6 +58,11 @@ class Runtime(ABC):
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run inference on dummy inputs at each batch size the model will see, so that no request pays
         for lazy initialisation (memory arenas, kernel choice, TensorRT engines)."""
+
+    @abstractmethod
+    def batcher(self, name: str, config: BatchConfig, metrics: ModelMetrics) -> QueueWorker[Any, Any]:
+        """The queue (and its worker thread, started now) through which the service runs this model's
+        requests together; the task's routes submit to it."""
 
     def providers(self) -> dict[str, list[str]]:
         """Per graph key, the execution providers its session actually got."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,7 +27,26 @@ from contract.beam import BeamSearch, Hypothesis, advance_together
 from ..batching import BatchConfig, Pending, QueueWorker, Ticket
 from ..metrics import ModelMetrics
 from .base import padded_size
-from .captioner import CaptionerRuntime, ImageContext
+
+if TYPE_CHECKING:  # for annotations only: captioner.py imports this module (its batcher, ImageContext)
+    from .captioner import CaptionerRuntime
+
+
+@dataclass(frozen=True)
+class ImageContext:
+    """What the caption decoder attends to, one row per image: the encoder's features and, when the
+    model has it, their attention projection."""
+
+    features: np.ndarray
+    projected: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def rows(self, start: int, end: int) -> ImageContext:
+        """The images ``start:end`` (views, not copies)."""
+        projected = None if self.projected is None else self.projected[start:end]
+        return ImageContext(self.features[start:end], projected)
 
 
 @dataclass(frozen=True)

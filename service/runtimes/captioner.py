@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -11,27 +10,13 @@ from PIL import Image
 from contract.beam import BeamSearch, Hypothesis, banned_tokens
 from contract.manifest import CaptionSpec, ImageSpec
 
+from ..batching import BatchConfig
+from ..metrics import ModelMetrics
 from ..preprocessing import image_batch, load_tokenizer
 from .base import Runtime, RuntimeLoadError
+from .caption_steps import CaptionBatcher, ImageContext
 
 DEFAULT_BEAM_SIZE = 3  # when a request does not say
-
-
-@dataclass(frozen=True)
-class ImageContext:
-    """What the caption decoder attends to, one row per image: the encoder's features and, when the
-    model has it, their attention projection."""
-
-    features: np.ndarray
-    projected: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def rows(self, start: int, end: int) -> ImageContext:
-        """The images ``start:end`` (views, not copies)."""
-        projected = None if self.projected is None else self.projected[start:end]
-        return ImageContext(self.features[start:end], projected)
 
 
 class CaptionerRuntime(Runtime):
@@ -68,6 +53,10 @@ class CaptionerRuntime(Runtime):
     def default_max_length(self) -> int:
         """Most tokens per caption when a request does not say: the manifest's, capped by the settings."""
         return min(self.spec.max_length, self.settings.max_caption_length)
+
+    def batcher(self, name: str, config: BatchConfig, metrics: ModelMetrics) -> CaptionBatcher:
+        """Concurrent requests' captions decoded together, one decoder run per step (``caption_steps``)."""
+        return CaptionBatcher(name, self, config, metrics)
 
     def preprocess(self, images: list[Image.Image]) -> np.ndarray:
         """Decoded images -> the encoder's input batch."""

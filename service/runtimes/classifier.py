@@ -9,6 +9,8 @@ from PIL import Image
 
 from contract.manifest import ImageSpec
 
+from ..batching import BatchConfig, Batcher
+from ..metrics import ModelMetrics
 from ..preprocessing import image_batch
 from .base import Runtime, rank, softmax
 
@@ -44,6 +46,12 @@ class ClassifierRuntime(Runtime):
         """Preprocessed images [C, H, W] of any number of requests -> probabilities, one row per image
         (what the batcher runs)."""
         return self.infer(np.stack(items))
+
+    def batcher(
+        self, name: str, config: BatchConfig, metrics: ModelMetrics
+    ) -> Batcher[np.ndarray, np.ndarray]:
+        """Concurrent requests' images run together through ``infer_items``."""
+        return Batcher(name, self.infer_items, config, metrics)
 
     def predict(self, images: list[Image.Image], top_k: int) -> list[list[tuple[str, float]]]:
         """Per image, the ``top_k`` (label, probability) pairs, most probable first."""

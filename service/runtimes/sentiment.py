@@ -9,6 +9,8 @@ import numpy as np
 
 from contract.manifest import TextSpec
 
+from ..batching import BatchConfig, Batcher
+from ..metrics import ModelMetrics
 from ..preprocessing import TextEncoder, load_tokenizer
 from .base import Runtime, softmax
 
@@ -59,6 +61,10 @@ class SentimentRuntime(Runtime):
         encoded = self.encoder.encode(texts)
         probabilities = self.infer(encoded.ids, encoded.lengths)
         return [TextScores(row, cut) for row, cut in zip(probabilities, encoded.truncated, strict=True)]
+
+    def batcher(self, name: str, config: BatchConfig, metrics: ModelMetrics) -> Batcher[str, TextScores]:
+        """Concurrent requests' texts run together through ``infer_items``."""
+        return Batcher(name, self.infer_items, config, metrics)
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """Texts -> probabilities [N, classes]."""

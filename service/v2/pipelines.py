@@ -13,10 +13,12 @@ import numpy as np
 from contract.beam import Hypothesis
 from contract.manifest import Manifest
 
+from ..batching import Batcher
 from ..errors import BadRequest
 from ..limits import check_texts
 from ..runtimes import CaptionerRuntime, ClassifierRuntime, SentimentRuntime
 from ..runtimes.base import rank
+from ..runtimes.caption_steps import CaptionBatcher
 from ..runtimes.captioner import DEFAULT_BEAM_SIZE
 from ..runtimes.sentiment import TextScores
 from .base import Servable, Started, TensorMeta
@@ -82,7 +84,8 @@ class ClassificationPipeline(_ImagePipeline):
     def infer(self, inputs: dict[str, np.ndarray], outputs: list[str], parameters: dict[str, Any]) -> Started:
         runtime = self.task_runtime(ClassifierRuntime)
         pixels = self.image_pixels(inputs["image"], runtime.image_spec)
-        return Started(self.entry.item_batcher().submit(pixels), partial(_ranked_rows, runtime.labels))
+        ticket = self.entry.serving_batcher(Batcher).submit(pixels)
+        return Started(ticket, partial(_ranked_rows, runtime.labels))
 
 
 class SentimentPipeline(Servable):
@@ -108,7 +111,8 @@ class SentimentPipeline(Servable):
             except UnicodeDecodeError as exc:
                 raise BadRequest(f"text {i} is not UTF-8") from exc
         check_texts(texts, self.settings)
-        return Started(self.entry.item_batcher().submit(texts), partial(_ranked_scores, runtime.labels))
+        ticket = self.entry.serving_batcher(Batcher).submit(texts)
+        return Started(ticket, partial(_ranked_scores, runtime.labels))
 
 
 class CaptioningPipeline(_ImagePipeline):
@@ -135,7 +139,8 @@ class CaptioningPipeline(_ImagePipeline):
                 "score": np.array([h.score for h in hypotheses], dtype=np.float32),
             }
 
-        return Started(self.entry.caption_batcher().submit(pixels, length, beam_size), captions)
+        ticket = self.entry.serving_batcher(CaptionBatcher).submit(pixels, length, beam_size)
+        return Started(ticket, captions)
 
 
 PIPELINES: dict[str, type[Servable]] = {

@@ -204,7 +204,7 @@ def test_a_full_queue_answers_503_with_retry_after(repo: Path) -> None:
     with running_client(repo, batching=overrides) as client:
         entry = client.app.state.registry.serving("tiny-sentiment")  # type: ignore[attr-defined]
         # two requests wait for the batch to fill (60 s): the queue is full
-        waiting = [entry.item_batcher().submit(["good"]) for _ in range(2)]
+        waiting = [entry.serving_batcher(Batcher).submit(["good"]) for _ in range(2)]
         response = client.post("/v1/sentiment", json={"text": "a great film"})
         assert response.status_code == 503
         assert response.headers["retry-after"] == "1"

@@ -19,8 +19,7 @@ from service.metrics import Metrics
 from service.preprocessing import image_batch
 from service.repository import load_version, read_manifest
 from service.runtimes import CaptionerRuntime
-from service.runtimes.caption_steps import CaptionBatcher, ImageSlots
-from service.runtimes.captioner import ImageContext
+from service.runtimes.caption_steps import CaptionBatcher, ImageContext, ImageSlots
 from service.settings import Settings
 
 
