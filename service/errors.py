@@ -50,6 +50,21 @@ class BadRequest(ServiceError):
     code = "bad_request"
 
 
+class UpgradeRefused(BadRequest):
+    """A request with a body that offers a protocol upgrade, under the httptools parser. Its answer closes
+    the connection: the parser took the rest of the connection's bytes for the other protocol, so a
+    request pipelined behind it would never be answered."""
+
+    closes_connection = True
+
+
+class AmbiguousFraming(BadRequest):
+    """A request that gives its body's length twice (Content-Length and Transfer-Encoding). Its answer
+    closes the connection: where the body ends, and so where a next request would start, is not known."""
+
+    closes_connection = True
+
+
 class Unauthorized(ServiceError):
     """API keys are on (``api_keys_file``) and the request has no key, or a key that is not known."""
 

@@ -1,10 +1,17 @@
-"""Request limits that every protocol applies the same way: items per request, and texts."""
+"""Limits that /v1, /v2 and the batch command apply the same way: items per request, texts, and images
+(pixels per image, and the process's bound on pixels being decoded at once)."""
 
 from __future__ import annotations
 
+import threading
 import unicodedata
 
+import numpy as np
+
+from contract.manifest import ImageSpec
+
 from .errors import EmptyText, InvalidInput, ServiceError, TextTooLong, TooManyItems
+from .preprocessing import DecodeBudget, load_pixels
 from .settings import Settings
 
 
@@ -68,3 +75,22 @@ def text_outcomes(texts: list[str], settings: Settings) -> list[str | ServiceErr
         else:
             outcomes.append(text)
     return outcomes
+
+
+_budgets: dict[int, DecodeBudget] = {}
+_budgets_lock = threading.Lock()
+
+
+def decode_budget(settings: Settings) -> DecodeBudget:
+    """The process's bound on pixels being decoded at once (one per ``max_decoding_pixels`` value)."""
+    with _budgets_lock:
+        return _budgets.setdefault(settings.max_decoding_pixels, DecodeBudget(settings.max_decoding_pixels))
+
+
+def named_pixels(name: str, data: bytes, settings: Settings, spec: ImageSpec) -> np.ndarray:
+    """``load_pixels`` within the settings' limits (``max_image_pixels``, the process's decode budget),
+    with ``name`` (a file name, "image 2") leading the message of any error."""
+    try:
+        return load_pixels(data, settings.max_image_pixels, spec, decode_budget(settings))
+    except ServiceError as exc:
+        raise type(exc)(f"{name}: {exc.message}") from exc

@@ -1,9 +1,8 @@
-"""Upload handling: the request-body limit (an ASGI middleware) and reading image files."""
+"""Upload handling: the request-body limit (an ASGI middleware) and reading uploaded image files."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import numpy as np
 from fastapi import UploadFile
@@ -13,15 +12,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contract.manifest import ImageSpec
 
 from .errors import (
-    BadRequest,
+    AmbiguousFraming,
     PayloadTooLarge,
     RequestTimeout,
     ServiceError,
     UnsupportedMediaType,
+    UpgradeRefused,
     error_response,
 )
-from .limits import check_item_count
-from .preprocessing import DecodeBudget, load_pixels
+from .limits import check_item_count, named_pixels
 from .settings import Settings
 
 # Declared types we accept; a missing or generic type is accepted and the bytes decide.
@@ -99,31 +98,6 @@ class BodySizeLimit:
         return PayloadTooLarge(f"request body is larger than the limit of {self.max_bytes} bytes")
 
 
-_budgets: dict[int, DecodeBudget] = {}
-_budgets_lock = threading.Lock()
-
-
-def decode_budget(settings: Settings) -> DecodeBudget:
-    """The process's bound on pixels being decoded at once (one per ``max_decoding_pixels`` value)."""
-    with _budgets_lock:
-        return _budgets.setdefault(settings.max_decoding_pixels, DecodeBudget(settings.max_decoding_pixels))
-
-
-class UpgradeRefused(BadRequest):
-    """A request with a body that offers a protocol upgrade, under the httptools parser. Its answer closes
-    the connection: the parser took the rest of the connection's bytes for the other protocol, so a
-    request pipelined behind it would never be answered."""
-
-    closes_connection = True
-
-
-class AmbiguousFraming(BadRequest):
-    """A request that gives its body's length twice (Content-Length and Transfer-Encoding). Its answer
-    closes the connection: where the body ends, and so where a next request would start, is not known."""
-
-    closes_connection = True
-
-
 def _has_body(headers: dict[bytes, bytes], declared: str) -> bool:
     return (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
 
@@ -151,12 +125,3 @@ async def read_images(
             return exc
 
     return list(await asyncio.gather(*map(one, files, names, contents)))
-
-
-def named_pixels(name: str, data: bytes, settings: Settings, spec: ImageSpec) -> np.ndarray:
-    """``load_pixels`` within the settings' limits (``max_image_pixels``, the process's decode budget),
-    with ``name`` (a file name, "image 2") leading the message of any error."""
-    try:
-        return load_pixels(data, settings.max_image_pixels, spec, decode_budget(settings))
-    except ServiceError as exc:
-        raise type(exc)(f"{name}: {exc.message}") from exc

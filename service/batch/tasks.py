@@ -13,11 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InvalidInput, ServiceError
-from ..limits import check_text
+from ..limits import check_text, named_pixels
 from ..runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
 from ..runtimes.base import rank
 from ..settings import Settings
-from ..uploads import named_pixels
 from .inputs import Item
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,10 @@ from contract.manifest import ImageSpec, Manifest
 
 from ..batching import Ticket
 from ..errors import BadRequest, ModelNotReady, TensorTooLarge
-from ..limits import check_item_count
+from ..limits import check_item_count, named_pixels
 from ..registry import ModelState, ModelVersion
 from ..runtimes import Runtime
 from ..settings import Settings
-from ..uploads import named_pixels
 from .tensors import InferenceRequest, InputTensor, to_numpy
 
 R = TypeVar("R", bound=Runtime)
