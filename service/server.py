@@ -52,15 +52,13 @@ _M_TRIM_THRESHOLD = -1
 
 def give_large_blocks_back() -> None:
     """Have glibc map each of Pillow's image blocks on its own, so that a large image's pixels go back to
-    the system when freed. By default glibc raises its mapping threshold (up to 32 MB) each time a mapped
-    block is freed, after which Pillow's 16 MB blocks come from per-thread heaps that keep the memory:
-    sixteen clients sending 39-megapixel PNGs left the process at 4.3 GB even with two decodes at a time;
-    with this, 1.7 GB. The threshold is three quarters of Pillow's block size (a full block holds a little
-    less than its size), 12 MB by default, so smaller blocks, a batch of 32 images at 160 px (9.4 MB)
-    among them, still come from the heap; the heap keeps twice that at its top, as glibc's own adjustment
-    would (a fixed threshold stops it, and its 128 KB default trim made every 2 MB batch fault its pages
-    in again: 0.2 -> 1.9 ms for np.stack of 8 such images). Nothing happens where the C library is not
-    glibc."""
+    the system when freed. Left alone, glibc raises its mapping threshold each time a mapped block is
+    freed, and from then on serves those blocks from per-thread heaps that keep the memory (sixteen
+    39-megapixel uploads at once: 4.3 GB, and 1.7 GB with this; bench/README.md). The threshold is three
+    quarters of Pillow's block size (a full block holds a little less than its size), so that smaller
+    blocks, a batch's arrays among them, still come from the heap; the heap keeps twice that at its top, as
+    glibc's own adjustment would, so that a batch's arrays are not given back and faulted in again at every
+    run. Nothing happens where the C library is not glibc."""
     if not sys.platform.startswith("linux"):
         return
     threshold = Image.core.get_block_size() * 3 // 4
