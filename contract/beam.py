@@ -1,7 +1,7 @@
 """Caption decoding: the one beam search over a one-step decoder, as models/README.md specifies it, for
-the service (which advances many searches one decoder run at a time: service/step_batching.py) and for
-training (export parity, dev captions, evaluation) alike, so that a model card's BLEU is measured with the
-search that serves requests. Greedy decoding is beam size 1. numpy only."""
+the service (which advances many searches one decoder run at a time: service/runtimes/caption_steps.py)
+and for training (export parity, dev captions, evaluation) alike, so that a model card's BLEU is measured
+with the search that serves requests. Greedy decoding is beam size 1. numpy only."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Hypothesis:
 
 class BeamSearch:
     """The state of one beam search over a batch of images, advanced one decoder step at a time, so that
-    a scheduler can run the steps of many searches in one decoder run (service/step_batching.py).
+    a scheduler can run the steps of many searches in one decoder run (service/runtimes/caption_steps.py).
 
     Rows are ``images x beams``. A finished beam keeps its score and length: its only continuation is
     ``eos`` at log-probability 0. Beams compete on summed log-probability; the final choice among them
@@ -95,7 +95,7 @@ class BeamSearch:
 
     def run(self, step: Step) -> list[Hypothesis]:
         """Decode to the end with ``step`` alone (the service shares decoder runs between searches:
-        service/step_batching.py); return the best hypothesis per image."""
+        service/runtimes/caption_steps.py); return the best hypothesis per image."""
         while not self.done:
             self.advance(*step(self.tokens, self.h, self.c, self.images))
         return self.best()
