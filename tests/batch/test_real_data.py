@@ -29,7 +29,7 @@ def test_pets_validation_with_a_corrupt_file_killed_halfway_then_rerun(tmp_path:
     photos = Path(shutil.copytree(PETS, tmp_path / "pets"))
     (photos / "cats" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not the rest of a JPEG")
     out = tmp_path / "pets.parquet"
-    args = (photos, "--model", "pets-resnet18", "--output", out, "--chunk-rows", "64", "--no-progress")
+    args = (photos, "--model", "pets-lite2", "--output", out, "--chunk-rows", "64", "--no-progress")
     process = batch_process(ROOT / "models", *args)
     deadline = time.monotonic() + 120
     while len(list(out.glob("part-*.parquet"))) < 4 and process.poll() is None:
@@ -47,8 +47,8 @@ def test_pets_validation_with_a_corrupt_file_killed_halfway_then_rerun(tmp_path:
     assert [(row["id"], row["error"]["code"]) for row in failed] == [("cats/corrupt.jpg", "invalid_image")]
     answered = [row for row in rows if row["error"] is None]
     correct = sum(row["labels"][0] == row["id"].split("/")[0] for row in answered)
-    assert {row["model"] for row in rows} == {"pets-resnet18"}
-    assert correct / len(answered) > 0.8  # the shipped model's card: 88.7%
+    assert {row["model"] for row in rows} == {"pets-lite2"}
+    assert correct / len(answered) > 0.98  # the shipped model's card: 99.3%
 
 
 @pytest.mark.skipif(not IMDB_TEST.is_file(), reason=f"{IMDB_TEST} is not on this machine")

@@ -17,6 +17,7 @@ SHIPPED = {
     "sentiment-lstm": "sentiment",
     "pets-resnet18": "image-classification",
     "imagenet-lite0": "image-classification",
+    "pets-lite2": "image-classification",
     "captioner": "image-captioning",
 }
 
@@ -69,11 +70,13 @@ def test_everyday_photos_get_meaningful_answers_from_the_default_classifier(clie
     assert coffee in {"espresso", "cup", "coffee mug"}, coffee
 
 
-def test_a_photo_of_a_cat_is_a_cat_by_the_pets_classifier(client: TestClient) -> None:
+@pytest.mark.parametrize("model", ["pets-lite2", "pets-resnet18"])
+def test_a_photo_of_a_cat_is_a_cat_by_the_pets_classifiers(client: TestClient, model: str) -> None:
     from skimage import data
 
     photo = [_photo(data.chelsea(), "chelsea.jpg")]
-    body = client.post("/v1/classify-image", data={"model": "pets-resnet18"}, files=photo).json()
+    body = client.post("/v1/classify-image", data={"model": model}, files=photo).json()
+    assert body["model"] == model
     assert body["results"][0]["predictions"][0]["label"] == "cats"
 
 
