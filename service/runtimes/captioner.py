@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from contract.beam import BeamSearch, Hypothesis, banned_tokens
+from contract.decoding import decoder_feeds, decoder_step_outputs, encoder_outputs
 from contract.manifest import CaptionSpec, ImageSpec
 
 from ..batching import BatchConfig
@@ -65,8 +66,7 @@ class CaptionerRuntime(Runtime):
     def encode(self, pixels: np.ndarray) -> tuple[ImageContext, np.ndarray, np.ndarray]:
         """Pixels -> (what the decoder attends to, per image; h0; c0)."""
         names = self.spec.encoder
-        wanted = [names.features, names.h0, names.c0] + ([names.projected] if names.projected else [])
-        features, h0, c0, *projected = self.run("encoder", {names.pixels: pixels}, wanted)
+        features, h0, c0, *projected = self.run("encoder", {names.pixels: pixels}, encoder_outputs(names))
         return ImageContext(features, projected[0] if projected else None), h0, c0
 
     def step(
@@ -76,18 +76,8 @@ class CaptionerRuntime(Runtime):
         (log_probs, h_out, c_out). A decoder with ``image_index`` takes the context once per image and
         the index per row; an older one, the context's rows gathered per row."""
         names = self.spec.decoder
-        feeds = {names.tokens: tokens, names.h: h, names.c: c}
-        per_image = {names.features: context.features}
-        if names.projected and context.projected is not None:
-            per_image[names.projected] = context.projected
-        shared: dict[str, np.ndarray] = {}
-        if names.image_index:
-            feeds |= per_image | {names.image_index: image_index}
-            shared = per_image
-        else:
-            feeds |= {name: value[image_index] for name, value in per_image.items()}
-        outputs = [names.log_probs, names.h_out, names.c_out]
-        log_probs, h_out, c_out = self.run("decoder", feeds, outputs, shared=shared)
+        feeds, shared = decoder_feeds(names, tokens, h, c, image_index, context.features, context.projected)
+        log_probs, h_out, c_out = self.run("decoder", feeds, decoder_step_outputs(names), shared=shared)
         return log_probs, h_out, c_out
 
     def infer(self, pixels: np.ndarray, max_length: int, beam_size: int) -> list[Hypothesis]:

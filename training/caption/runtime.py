@@ -9,6 +9,8 @@ from tokenizers import Tokenizer
 
 from contract import beam
 from contract.beam import Hypothesis, Step
+from contract.decoding import decoder_feeds, decoder_step_outputs, encoder_outputs
+from contract.manifest import CaptionSpec
 from training.caption.vocab import decode_caption
 from training.version import read_manifest
 
@@ -25,6 +27,7 @@ class OnnxCaptioner:
         if self.manifest.get("task") != "image-captioning":
             raise ValueError(f"{version_dir}: task is {self.manifest.get('task')!r}, not 'image-captioning'")
         self.spec: dict = self.manifest["caption"]
+        self.names = CaptionSpec.model_validate(self.spec)  # the graphs' tensor names, typed
         self.image: dict = self.manifest["image"]
         graphs = self.manifest["graphs"]
         options = ort.SessionOptions()
@@ -40,29 +43,22 @@ class OnnxCaptioner:
     def encode(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Preprocessed images [B, 3, H, W] -> (features, h0, c0, projected); ``projected`` is None for
         versions whose encoder does not compute it (their decoder projects at every step)."""
-        names = self.spec["encoder"]
-        wanted = [names["features"], names["h0"], names["c0"]]
-        wanted += [names["projected"]] if names.get("projected") else []
-        features, h0, c0, *projected = self.encoder.run(wanted, {names["pixels"]: pixels.astype(np.float32)})
+        names = self.names.encoder
+        features, h0, c0, *projected = self.encoder.run(
+            encoder_outputs(names), {names.pixels: pixels.astype(np.float32)}
+        )
         return features, h0, c0, (projected[0] if projected else None)
 
     def step_for(self, features: np.ndarray, projected: np.ndarray | None) -> Step:
         """The decoder step (``contract.beam.Step``) over the images whose encoder outputs are given. Versions
         whose decoder has ``image_index`` take the features once per image; older ones, per row."""
-        names = self.spec["decoder"]
-        per_image = {names["features"]: features}
-        if names.get("projected") and projected is not None:
-            per_image[names["projected"]] = projected
+        names = self.names.decoder
 
         def step(
             tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray
         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            feed = {names["tokens"]: tokens.astype(np.int64), names["h"]: h, names["c"]: c}
-            if names.get("image_index"):
-                feed |= {**per_image, names["image_index"]: images.astype(np.int64)}
-            else:
-                feed |= {name: value[images] for name, value in per_image.items()}
-            outputs = self.decoder.run([names["log_probs"], names["h_out"], names["c_out"]], feed)
+            feed, _ = decoder_feeds(names, tokens, h, c, images, features, projected)
+            outputs = self.decoder.run(decoder_step_outputs(names), feed)
             return outputs[0], outputs[1], outputs[2]
 
         return step
