@@ -12,7 +12,10 @@ import onnxruntime as ort
 import pytest
 from tokenizers import Tokenizer
 
+from contract import beam
+from contract.decoding import decoder_feeds, decoder_step_outputs, encoder_outputs
 from contract.files import sha256_file
+from contract.manifest import CaptionSpec
 from tests import model_factory as mf
 
 
@@ -227,51 +230,41 @@ def test_padding_never_changes_a_prediction(repo: Path) -> None:
 
 
 def decode(version_dir: Path, rgb: tuple[int, ...], beam_size: int) -> str:
-    """Beam search as models/README.md defines it (beam size 1 is greedy); best caption by mean log-prob.
+    """The caption the service's search (``contract.beam``, beam size 1 is greedy) makes of a uniform image,
+    choosing by mean log-probability per token.
 
     Also checks on every step that log_probs and alpha are true distributions and that c_out counts steps.
     """
     data = manifest(version_dir)
-    cfg = data["caption"]
+    spec = CaptionSpec.model_validate(data["caption"])
     encoder, decoder = session(version_dir / "encoder.onnx"), session(version_dir / "decoder.onnx")
-    features, h0, c0 = encoder.run(["features", "h0", "c0"], {"pixels": uniform_image(rgb, data["image"])})
-    live: list[tuple[list[int], float, np.ndarray, np.ndarray]] = [([], 0.0, h0[0], c0[0])]
-    finished: list[tuple[list[int], float]] = []
-    for step in range(cfg["max_length"]):
-        log_probs, h_out, c_out, alpha = decoder.run(
-            None,
-            {
-                "tokens": np.array([beam[0][-1] if beam[0] else cfg["bos_id"] for beam in live], np.int64),
-                "h": np.stack([beam[2] for beam in live]),
-                "c": np.stack([beam[3] for beam in live]),
-                "features": np.repeat(features, len(live), axis=0),
-            },
-        )
+    pixels = uniform_image(rgb, data["image"])
+    features, h0, c0 = encoder.run(encoder_outputs(spec.encoder), {spec.encoder.pixels: pixels})
+    steps = 0
+
+    def step(tokens: np.ndarray, h: np.ndarray, c: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, ...]:
+        nonlocal steps
+        feeds, _ = decoder_feeds(spec.decoder, tokens, h, c, images, features, None)
+        log_probs, h_out, c_out, alpha = decoder.run([*decoder_step_outputs(spec.decoder), "alpha"], feeds)
+        steps += 1
         np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(alpha.sum(axis=1), 1.0, rtol=1e-5)
-        np.testing.assert_allclose(c_out, step + 1)
-        candidates = sorted(
-            (
-                (beam[1] + float(log_probs[i, t]), i, t)
-                for i, beam in enumerate(live)
-                for t in range(log_probs.shape[1])
-            ),
-            reverse=True,
-        )[: beam_size - len(finished)]
-        beams, live = live, []
-        for score, i, t in candidates:
-            tokens = [*beams[i][0], t]
-            if t == cfg["eos_id"]:
-                finished.append((tokens, score))
-            else:
-                live.append((tokens, score, h_out[i], c_out[i]))
-        if not live:
-            break
-    finished += [(beam[0], beam[1]) for beam in live]
-    best, _ = max(finished, key=lambda f: f[1] / len(f[0]))
-    special = {cfg["bos_id"], cfg["eos_id"], cfg["pad_id"], cfg["unk_id"]}
-    tokenizer = Tokenizer.from_file(str(version_dir / cfg["tokenizer"]))
-    return tokenizer.decode([t for t in best if t not in special])
+        np.testing.assert_allclose(c_out, steps)
+        return log_probs, h_out, c_out
+
+    (best,) = beam.decode(
+        step,
+        h0,
+        c0,
+        bos_id=spec.bos_id,
+        eos_id=spec.eos_id,
+        max_length=spec.max_length,
+        beam_size=beam_size,
+        length_penalty=1.0,
+        banned=beam.banned_tokens(bos_id=spec.bos_id, pad_id=spec.pad_id, unk_id=spec.unk_id),
+    )
+    tokenizer = Tokenizer.from_file(str(version_dir / spec.tokenizer))
+    return tokenizer.decode(list(best.tokens))
 
 
 @pytest.mark.parametrize(
