@@ -223,7 +223,10 @@ def http(models_dir: Path, works: list[Workload]) -> dict[str, dict[int, float]]
     """Per task, items a second of the service at each count of ``CLIENTS``."""
     command = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--models-dir", str(models_dir)]
     command += ["--log-level", "warning"]
-    enabled = {"MODELSERVE_ENABLED_MODELS": json.dumps([work.model for work in works])}
+    enabled = {
+        "MODELSERVE_ENABLED_MODELS": json.dumps([work.model for work in works]),
+        "MODELSERVE_DEFAULT_IMAGE_CLASSIFIER": MODELS["classify"],  # the requests name no model
+    }
     rates: dict[str, dict[int, float]] = {}
     with server(command, "/health/ready", enabled) as url:
         for work in works:

@@ -45,7 +45,11 @@ def rss_mb(url: str) -> float:
 def measure(
     models_dir: Path, label: str, in_flight: int, wait_ms: int, args: argparse.Namespace
 ) -> list[str]:
-    env = {"MODELSERVE_MAX_REQUESTS_IN_FLIGHT": str(in_flight), "MODELSERVE_BATCH_MAX_WAIT_MS": str(wait_ms)}
+    env = {
+        "MODELSERVE_MAX_REQUESTS_IN_FLIGHT": str(in_flight),
+        "MODELSERVE_BATCH_MAX_WAIT_MS": str(wait_ms),
+        "MODELSERVE_DEFAULT_IMAGE_CLASSIFIER": "pets-resnet18",  # what its earlier runs measured
+    }
     command = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--log-level", "warning"]
     results: dict[str, dict[str, Any]] = {}
     with server(command, "/health/ready", env) as url:

@@ -266,7 +266,12 @@ def main(argv: list[str] | None = None) -> None:
     ran_on["setup"] = f"service workers {args.workers}; load generator processes {args.load_processes}"
     for workers in worker_counts:
         system = "service" if len(worker_counts) == 1 else f"service w{workers}"
-        service_env = {"MODELSERVE_ENABLED_MODELS": enabled, "MODELSERVE_WORKERS": str(workers)}
+        service_env = {
+            "MODELSERVE_ENABLED_MODELS": enabled,
+            "MODELSERVE_WORKERS": str(workers),
+            # the peers serve pets-resnet18: requests without a model must get it here too
+            "MODELSERVE_DEFAULT_IMAGE_CLASSIFIER": MODELS["classify"],
+        }
         with server(service, "/health/ready", service_env) as url:
             for entry in httpx.get(url + "/v1/models").json()["models"]:
                 graphs = {key: g["providers"] for key, g in entry["graphs"].items()}
