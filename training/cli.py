@@ -137,14 +137,6 @@ def _register_sentiment(subparsers: argparse._SubParsersAction) -> None:
         help="max and mean over real tokens, or the state at each end (default max-mean)",
     )
     parser.add_argument("--dropout", type=probability, default=0.3, help="dropout rate (default 0.3)")
-    parser.add_argument(
-        "--ngram-buckets",
-        type=int,
-        default=0,
-        help="above the vocabulary size: also a bag of the review's words and hashed word bigrams "
-        "(this many embedding rows in all, each a vector of class logits, averaged) added to the "
-        "LSTM's logits; 0: the LSTM alone (default 0)",
-    )
     add_common_args(parser, epochs=4, batch_size=64, lr=2e-3, weight_decay=0.0, name="sentiment-lstm")
     parser.set_defaults(func=_sentiment)
 

@@ -63,28 +63,6 @@ class SentimentConfig:
     dropout: float = 0.3
     num_classes: int = 2
     pad_id: int = 0
-    # > 0: add a bag of hashed word bigrams (fastText-style: each bucket a vector of class logits, averaged
-    # over the review's real unigrams and bigrams) to the LSTM's logits; 0: the LSTM alone
-    ngram_buckets: int = 0
-
-
-# a prime multiplier for hashing a bigram (first id, second id) into ngram_buckets - vocab_size buckets
-_BIGRAM_PRIME = 1_000_003
-
-
-def bag_of_ngrams(table: nn.Embedding, input_ids: torch.Tensor, lengths: torch.Tensor, vocab_size: int):
-    """Mean over a row's real unigrams (their own ids) and bigrams (hashed past the vocabulary) of ``table``'s
-    rows; only tokens before ``lengths`` count, so padding never changes it."""
-    buckets = table.num_embeddings - vocab_size
-    steps = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
-    uni_real = (steps < lengths.unsqueeze(1)).to(table.weight.dtype)
-    bigrams = vocab_size + torch.remainder(input_ids[:, :-1] * _BIGRAM_PRIME + input_ids[:, 1:], buckets)
-    bi_real = (steps[:, :-1] < (lengths.unsqueeze(1) - 1)).to(table.weight.dtype)
-    total = (table(input_ids) * uni_real.unsqueeze(-1)).sum(1) + (table(bigrams) * bi_real.unsqueeze(-1)).sum(
-        1
-    )
-    count = uni_real.sum(1, keepdim=True) + bi_real.sum(1, keepdim=True)
-    return total / count
 
 
 def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -117,12 +95,6 @@ class SentimentLSTM(nn.Module):
         features = config.hidden * directions * (2 if config.pooling == "max-mean" else 1)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(features, config.num_classes)
-        self.ngrams = None
-        if config.ngram_buckets:
-            if config.ngram_buckets <= config.vocab_size:
-                raise ValueError("ngram_buckets must exceed vocab_size (unigrams keep their own ids)")
-            self.ngrams = nn.Embedding(config.ngram_buckets, config.num_classes)
-            nn.init.zeros_(self.ngrams.weight)
 
     def _pool(self, outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         if self.config.pooling == "last":
@@ -142,7 +114,4 @@ class SentimentLSTM(nn.Module):
         if self.backward_lstm is not None:
             reversed_out = self.backward_lstm(reverse_within_length(embedded, lengths))[0]
             pooled.append(self._pool(reversed_out, lengths))
-        logits = self.head(self.dropout(torch.cat(pooled, dim=1)))
-        if self.ngrams is not None:
-            logits = logits + bag_of_ngrams(self.ngrams, input_ids, lengths, self.config.vocab_size)
-        return logits
+        return self.head(self.dropout(torch.cat(pooled, dim=1)))

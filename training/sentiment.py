@@ -48,7 +48,6 @@ def train(args: argparse.Namespace) -> Path:
             pooling=args.pooling,
             dropout=args.dropout,
             num_classes=len(labels),
-            ngram_buckets=args.ngram_buckets,
         )
         model = SentimentLSTM(config).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)

@@ -33,20 +33,11 @@ def test_reverse_within_length() -> None:
 
 @pytest.mark.parametrize("pooling", ["max-mean", "last"])
 @pytest.mark.parametrize("bidirectional", [True, False])
-@pytest.mark.parametrize("ngram_buckets", [0, 97])
-def test_sentiment_padding_invariance(pooling: str, bidirectional: bool, ngram_buckets: int) -> None:
+def test_sentiment_padding_invariance(pooling: str, bidirectional: bool) -> None:
     torch.manual_seed(0)
-    config = SentimentConfig(
-        vocab_size=30,
-        embed_dim=8,
-        hidden=6,
-        pooling=pooling,
-        bidirectional=bidirectional,
-        ngram_buckets=ngram_buckets,
-    )
-    net = SentimentLSTM(config).eval()
-    if net.ngrams is not None:
-        torch.nn.init.normal_(net.ngrams.weight)  # zero at first: give the bag something to say
+    net = SentimentLSTM(
+        SentimentConfig(vocab_size=30, embed_dim=8, hidden=6, pooling=pooling, bidirectional=bidirectional)
+    ).eval()
     rows = [[5, 6, 7, 8, 9], [4, 3], [11]]
     alone = torch.cat([net(torch.tensor([r]), torch.tensor([len(r)])) for r in rows])
     for width in (5, 9):
