@@ -152,12 +152,6 @@ def _check_labels(manifest: Manifest, sessions: dict[str, ort.InferenceSession])
         )
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Numerically stable softmax over the last axis."""
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
-
 def rank(probabilities: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
     """Per row of ``probabilities`` [N, classes], its ``k`` most probable (label, probability) pairs, most
     probable first (ties: the lower class index first)."""

@@ -8,11 +8,12 @@ import numpy as np
 from PIL import Image
 
 from contract.manifest import ImageSpec
+from contract.outputs import probabilities
 
 from ..batching import BatchConfig, Batcher
 from ..metrics import ModelMetrics
 from ..preprocessing import image_batch
-from .base import Runtime, rank, softmax
+from .base import Runtime, rank
 
 
 class ClassifierRuntime(Runtime):
@@ -40,7 +41,7 @@ class ClassifierRuntime(Runtime):
         """Input batch -> probabilities [N, classes]."""
         graph = self.manifest.graphs["model"]
         (scores,) = self.run("model", {graph.inputs[0].name: pixels}, [graph.outputs[0].name])
-        return softmax(scores) if self.manifest.output == "logits" else scores
+        return probabilities(scores, self.manifest.output)
 
     def infer_items(self, items: list[np.ndarray]) -> np.ndarray:
         """Preprocessed images [C, H, W] of any number of requests -> probabilities, one row per image

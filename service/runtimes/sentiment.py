@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.manifest import TextSpec
+from contract.outputs import probabilities
 
 from ..batching import BatchConfig, Batcher
 from ..metrics import ModelMetrics
 from ..preprocessing import TextEncoder, load_tokenizer
-from .base import Runtime, softmax
+from .base import Runtime
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class SentimentRuntime(Runtime):
             feeds[self.text_spec.lengths] = lengths
         output = self.manifest.graphs["model"].outputs[0].name
         (scores,) = self.run("model", feeds, [output])
-        return softmax(scores) if self.manifest.output == "logits" else scores
+        return probabilities(scores, self.manifest.output)
 
     def infer_items(self, texts: list[str]) -> list[TextScores]:
         """Texts from any number of requests -> one ``TextScores`` per text (what the batcher runs:

@@ -13,8 +13,9 @@ import onnxruntime as ort
 import pytest
 
 from contract.manifest import Manifest
+from contract.outputs import softmax
 from tests.model_factory import make_sentiment
-from training.calibrate import calibrate_version, expected_calibration_error, fit_temperature, softmax
+from training.calibrate import calibrate_version, expected_calibration_error, fit_temperature
 from training.evaluate import evaluate_version, split_rows
 
 
