@@ -13,30 +13,34 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.outputs import softmax
 from contract.versions import write_version
-from training.version import read_manifest
+from training import card
+from training.version import read_manifest, update_manifest
 
 ECE_BINS = 15
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+def calibration_bins(
+    probabilities: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS
+) -> list[tuple[float, float, int]]:
+    """Per non-empty bin of ``bins`` equal-width bins of the top probability: (mean confidence, accuracy,
+    samples)."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == targets
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    return [
+        (float(confidence[in_bin].mean()), float(correct[in_bin].mean()), int(in_bin.sum()))
+        for in_bin in (index == b for b in range(bins))
+        if in_bin.any()
+    ]
 
 
 def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE: over ``bins`` equal-width bins of the top probability, the gap between mean confidence and
     accuracy, weighted by the share of samples in the bin."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == targets
-    index = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        in_bin = index == b
-        if in_bin.any():
-            total += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(total)
+    return sum(n / len(targets) * abs(accuracy - confidence)
+               for confidence, accuracy, n in calibration_bins(probabilities, targets, bins))  # fmt: skip
 
 
 def nll(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> float:
@@ -73,16 +77,7 @@ def plot_reliability(path: Path, probabilities: np.ndarray, targets: np.ndarray,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == targets
-    index = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
-    centres, accuracy, counts = [], [], []
-    for b in range(ECE_BINS):
-        in_bin = index == b
-        if in_bin.any():
-            centres.append(confidence[in_bin].mean())
-            accuracy.append(correct[in_bin].mean())
-            counts.append(int(in_bin.sum()))
+    centres, accuracy, counts = zip(*calibration_bins(probabilities, targets), strict=True)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfectly calibrated")
     ax.plot(centres, accuracy, "o-", label="model")
@@ -129,20 +124,22 @@ def calibrate_version(version_dir: Path, data: Path, split: str, out_root: Path 
         raise ValueError(f"{version_dir}: calibrate needs a classifier whose graph outputs logits")
     logits, targets = predict(version_dir, manifest, data, split)
     temperature = fit_temperature(logits, targets)
-    before = expected_calibration_error(softmax(logits), targets)
-    after = expected_calibration_error(softmax(logits / temperature), targets)
+    before = {"nll": nll(logits, targets), "ece": expected_calibration_error(softmax(logits), targets)}
+    after = {
+        "nll": nll(logits, targets, temperature),
+        "ece": expected_calibration_error(softmax(logits / temperature), targets),
+    }
     print(
         f"{manifest['name']} v{manifest['version']} on {split} ({len(targets)} samples): "
-        f"T = {temperature:.4f}; "
-        f"NLL {nll(logits, targets):.4f} -> {nll(logits, targets, temperature):.4f}; "
-        f"ECE {before:.4f} -> {after:.4f} (on the fitting split itself)"
+        f"T = {temperature:.4f}; NLL {before['nll']:.4f} -> {after['nll']:.4f}; "
+        f"ECE {before['ece']:.4f} -> {after['ece']:.4f} (on the fitting split itself)"
     )
     graph = manifest["graphs"]["model"]
+    # the graph is replaced; the card and the evaluation plots belong to the old version
     files: dict[str, Path | bytes | str] = {
-        name: version_dir / name for name in manifest["files"] if name != graph["file"] and name != "card.md"
-    }
-    files = {
-        k: v for k, v in files.items() if not k.startswith("confusion-") and not k.startswith("reliability-")
+        name: version_dir / name
+        for name in manifest["files"]
+        if name not in (graph["file"], "card.md") and not name.startswith(("confusion-", "reliability-"))
     }
     files[graph["file"]] = tempered_graph(
         version_dir / graph["file"], graph["outputs"][0]["name"], temperature
@@ -154,8 +151,8 @@ def calibrate_version(version_dir: Path, data: Path, split: str, out_root: Path 
         "temperature": round(temperature, 6),
         "from_version": manifest["version"],
         "fitted_on": f"{Path(data).resolve()} {split} ({len(targets)} samples)",
-        "before": {"nll": nll(logits, targets), "ece": before},
-        "after": {"nll": nll(logits, targets, temperature), "ece": after},
+        "before": before,
+        "after": after,
         "command": f"python -m training calibrate {version_dir} --data {data} --split '{split}'",
     }
     previous = {f"v{manifest['version']} {k}": v for k, v in manifest.get("metrics", {}).items()}
@@ -171,9 +168,6 @@ def calibrate_version(version_dir: Path, data: Path, split: str, out_root: Path 
     new["provenance"] = provenance
     out_root = Path(out_root) if out_root else version_dir.parent.parent
     new_dir = write_version(out_root, manifest["name"], new, files, None)
-    from training import card
-    from training.version import update_manifest
-
     (new_dir / "card.md").write_text(card.render(read_manifest(new_dir), new_dir))
     update_manifest(new_dir)
     print(f"wrote {new_dir}")

@@ -21,6 +21,11 @@ DIGIT_LIMIT = (
 )
 
 
+def split_stem(split: str) -> str:
+    """The file-name part of a split's plots: ``test[5000:]`` -> ``test_5000`` (confusion-test_5000.png)."""
+    return re.sub(r"[^\w-]+", "_", split).strip("_")
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
@@ -120,7 +125,7 @@ def render(manifest: dict, version_dir: Path) -> str:
                 _confusion(evaluation["confusion"], labels),
                 "",
             ]
-            stem = re.sub(r"[^\w-]+", "_", split).strip("_")
+            stem = split_stem(split)
             if (version_dir / f"confusion-{stem}.png").is_file():
                 out += [f"![confusion matrix, {split}](confusion-{stem}.png)", ""]
             if (version_dir / f"reliability-{stem}.png").is_file():

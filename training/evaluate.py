@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from contract.outputs import probabilities as class_probabilities
 from contract.preprocess import preprocess_image
 from training import card, runs
-from training.calibrate import expected_calibration_error, nll, plot_reliability, softmax
+from training.calibrate import expected_calibration_error, nll, plot_reliability
 from training.data import DataError, text
 from training.data.images import MnistIdx, load_image_folder
 from training.engine import progress
@@ -122,7 +123,7 @@ def evaluate_version(
             opts["batch_size"] = batch_size
         return evaluate_captioner(version_dir, data, split, **opts)
     outputs, targets = predict(version_dir, manifest, data, split, batch_size or 64)
-    probabilities = softmax(outputs) if manifest.get("output") == "logits" else outputs
+    probabilities = class_probabilities(outputs, manifest.get("output"))
     labels = manifest["labels"]
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     np.add.at(confusion, (targets, outputs.argmax(1)), 1)
@@ -132,7 +133,7 @@ def evaluate_version(
         "ece": expected_calibration_error(probabilities, targets),
         "nll": nll(np.log(np.clip(probabilities, 1e-12, None)), targets),
     }
-    stem = re.sub(r"[^\w-]+", "_", split).strip("_")
+    stem = card.split_stem(split)
     runs.plot_confusion(version_dir / f"confusion-{stem}.png", confusion, labels)
     plot_reliability(
         version_dir / f"reliability-{stem}.png", probabilities, targets, f"{manifest['name']} {split}"
