@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from training import runs
-from training.backbone import build_resnet
+from training.backbone import build_image_model
 from training.caption.export import export_version as export_captioner
 from training.caption.model import KIND as CAPTIONER_KIND
 from training.caption.model import Captioner, CaptionerConfig
@@ -42,7 +42,7 @@ def _provenance(what: str) -> dict:
 
 
 def make_classifier(checkpoints: Path, out: Path) -> Path:
-    model = build_resnet("resnet18", PETS_CLASSES)
+    model = build_image_model("resnet18", PETS_CLASSES)
     path = checkpoints / "pets-resnet18.pt"
     runs.save_checkpoint(
         path,

@@ -94,13 +94,6 @@ def build_image_model(arch: str, num_classes: int) -> nn.Module:
     return model
 
 
-def build_resnet(arch: str, num_classes: int) -> nn.Module:
-    """:func:`build_image_model` restricted to the ResNets (the captioner's encoder)."""
-    if not arch.startswith("resnet"):
-        raise ValueError(f"{arch} is not a ResNet")
-    return build_image_model(arch, num_classes)
-
-
 def _read_state_dict(path: Path, option: str) -> tuple[dict[str, torch.Tensor], str]:
     """Read a plain state dict or a project checkpoint; return it with a description of the source."""
     if not path.is_file():

@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training.backbone import build_resnet  # noqa: E402
+from training.backbone import build_image_model  # noqa: E402
 from training.nets import (  # noqa: E402
     DigitsCNN,
     DigitsConfig,
@@ -22,7 +22,7 @@ def test_digits_shapes() -> None:
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_resnet_shapes(arch: str) -> None:
-    assert build_resnet(arch, 2).eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 2)
+    assert build_image_model(arch, 2).eval()(torch.zeros(1, 3, 64, 64)).shape == (1, 2)
 
 
 def test_reverse_within_length() -> None:
