@@ -18,8 +18,8 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from contract.manifest import Manifest
+from contract.outputs import softmax
 from service.preprocessing import TextEncoder, decode_image, image_batch, load_tokenizer
-from service.runtimes.base import softmax
 from tests.model_factory import make_captioner, make_classifier, make_repository
 
 from .conftest import image_bytes, running_server, upload
