@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from contract.outputs import softmax
-from contract.versions import write_version
-from training import card
-from training.version import read_manifest, update_manifest
+from training.version import UnsuitableVersion, read_manifest, write_successor
 
 ECE_BINS = 15
 
@@ -121,7 +119,7 @@ def calibrate_version(version_dir: Path, data: Path, split: str, out_root: Path 
         manifest.get("task") not in ("sentiment", "image-classification")
         or manifest.get("output") != "logits"
     ):
-        raise ValueError(f"{version_dir}: calibrate needs a classifier whose graph outputs logits")
+        raise UnsuitableVersion(f"{version_dir}: calibrate needs a classifier whose graph outputs logits")
     logits, targets = predict(version_dir, manifest, data, split)
     temperature = fit_temperature(logits, targets)
     before = {"nll": nll(logits, targets), "ece": expected_calibration_error(softmax(logits), targets)}
@@ -135,18 +133,7 @@ def calibrate_version(version_dir: Path, data: Path, split: str, out_root: Path 
         f"ECE {before['ece']:.4f} -> {after['ece']:.4f} (on the fitting split itself)"
     )
     graph = manifest["graphs"]["model"]
-    # the graph is replaced; the card and the evaluation plots belong to the old version
-    files: dict[str, Path | bytes | str] = {
-        name: version_dir / name
-        for name in manifest["files"]
-        if name not in (graph["file"], "card.md") and not name.startswith(("confusion-", "reliability-"))
-    }
-    files[graph["file"]] = tempered_graph(
-        version_dir / graph["file"], graph["outputs"][0]["name"], temperature
-    )
-    provenance = dict(manifest.get("provenance", {}))
-    provenance.pop("evaluation", None)
-    provenance["calibration"] = {
+    calibration = {
         "method": "temperature scaling (Guo et al. 2017): logits / T, T fitted by NLL",
         "temperature": round(temperature, 6),
         "from_version": manifest["version"],
@@ -155,20 +142,13 @@ def calibrate_version(version_dir: Path, data: Path, split: str, out_root: Path 
         "after": after,
         "command": f"python -m training calibrate {version_dir} --data {data} --split '{split}'",
     }
-    previous = {f"v{manifest['version']} {k}": v for k, v in manifest.get("metrics", {}).items()}
-    if previous:
-        provenance["superseded_version_metrics"] = previous
-    new = {
-        key: value
-        for key, value in manifest.items()
-        if key not in ("name", "version", "files", "created", "format", "metrics")
-    }
-    new["description"] = f"{manifest.get('description', '')} Calibrated: logits / {temperature:.3f}.".strip()
-    new["metrics"] = {}
-    new["provenance"] = provenance
-    out_root = Path(out_root) if out_root else version_dir.parent.parent
-    new_dir = write_version(out_root, manifest["name"], new, files, None)
-    (new_dir / "card.md").write_text(card.render(read_manifest(new_dir), new_dir))
-    update_manifest(new_dir)
+    new_dir = write_successor(
+        version_dir,
+        manifest,
+        tempered_graph(version_dir / graph["file"], graph["outputs"][0]["name"], temperature),
+        ("calibration", calibration),
+        f"{manifest.get('description', '')} Calibrated: logits / {temperature:.3f}.".strip(),
+        out_root,
+    )
     print(f"wrote {new_dir}")
     return new_dir

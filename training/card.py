@@ -92,6 +92,23 @@ def render(manifest: dict, version_dir: Path) -> str:
             f"- command: `{calibration['command']}`",
             "",
         ]
+    ngrams = prov.get("ngrams")
+    if ngrams:
+        mixture, fit = ngrams["mixture"], ngrams["fit_split_accuracy"]
+        out += [
+            "## Bag of n-grams",
+            "",
+            f"- {ngrams['method']}: {ngrams['buckets']:,} bigram buckets, C = {ngrams['c']}, reading the "
+            f"first {ngrams['max_length']} words; trained on {ngrams['trained_on']}",
+            f"- mixed with v{ngrams['from_version']}'s margin (which reads the first "
+            f"{ngrams['lstm_window']} words) by a logistic regression fitted on "
+            f"{ngrams['mixture_fitted_on']}: margin = {mixture['lstm']:.4f} x model "
+            f"+ {mixture['ngrams']:.4f} x bag {mixture['intercept']:+.4f}",
+            f"- accuracy on that split: model {fit['lstm']:.4f}, bag {fit['ngrams']:.4f}, "
+            f"mixed {fit['combined']:.4f}",
+            f"- command: `{ngrams['command']}`",
+            "",
+        ]
     superseded = prov.get("superseded_version_metrics")
     if superseded:
         rows = [
@@ -99,7 +116,7 @@ def render(manifest: dict, version_dir: Path) -> str:
             for split, m in superseded.items()
         ]
         out += [
-            "Metrics of the version this one replaces (removed from the repository):",
+            "Metrics of the versions this one replaces (removed from the repository):",
             "",
             _table(rows, ["split", "metrics"]),
             "",

@@ -1,4 +1,4 @@
-"""``python -m training``: one subcommand per model, plus ``export``, ``evaluate`` and ``calibrate``.
+"""``python -m training``: one subcommand per model, plus ``export``, ``evaluate``, ``calibrate``, ``ngrams``.
 
 Building the parser imports nothing of the train extra (torch, torchvision, timm, onnx, onnxruntime,
 matplotlib), so ``--help`` and argument errors answer at once: every subcommand's options are defined here
@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from training.data import DataError
-from training.options import ARCHS, OPSET, add_common_args, positive_int, probability
+from training.options import (
+    ARCHS,
+    NGRAM_BUCKETS,
+    NGRAM_C,
+    NGRAM_MAX_LENGTH,
+    OPSET,
+    add_common_args,
+    positive_float,
+    positive_int,
+    probability,
+)
+from training.version import UnsuitableVersion
 
 
 class Parser(argparse.ArgumentParser):
@@ -62,6 +73,21 @@ def _calibrate(args: argparse.Namespace) -> Path:
     from training.calibrate import calibrate_version
 
     return calibrate_version(args.version_dir, args.data, args.split, args.out)
+
+
+def _ngrams(args: argparse.Namespace) -> Path:
+    from training.ngrams import ngram_version
+
+    return ngram_version(
+        args.version_dir,
+        args.data,
+        args.split,
+        train_split=args.train_split,
+        buckets=args.buckets,
+        max_length=args.max_length,
+        c=args.c,
+        out_root=args.out,
+    )
 
 
 def _export(args: argparse.Namespace) -> Path:
@@ -251,6 +277,45 @@ def _register_calibrate(subparsers: argparse._SubParsersAction) -> None:
     cal.set_defaults(func=_calibrate)
 
 
+def _register_ngrams(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``ngrams`` subcommand."""
+    ngr = subparsers.add_parser(
+        "ngrams",
+        help="mix a binary sentiment version with an NB-weighted bag of n-grams, as its next version",
+        description="Fit NBSVM (binary word unigrams and hashed bigrams scaled by naive-Bayes log-count "
+        "ratios, then a logistic regression; Wang & Manning 2012) on --train-split with the version's own "
+        "tokenizer, fit the mixture of its score and the version's margin on --split (which also "
+        "calibrates it), check the graph against numpy and write it as the next version of the same "
+        "model. The old graph keeps reading its own window; the bag reads up to --max-length words. Fit on "
+        "a split that is neither trained on nor reported: e.g. --split 'test[:5000]', then evaluate the "
+        "new version on 'test[5000:]'. Needs scikit-learn (in the train extra).",
+    )
+    ngr.add_argument("version_dir", type=Path, help="sentiment version, e.g. models/sentiment-lstm/2")
+    ngr.add_argument("--data", type=Path, required=True, help="dataset (as for evaluate)")
+    ngr.add_argument("--split", required=True, help="split to fit the mixture on, e.g. 'test[:5000]'")
+    ngr.add_argument("--train-split", default="train", help="split to fit the bag on (default %(default)s)")
+    ngr.add_argument(
+        "--buckets",
+        type=positive_int,
+        default=NGRAM_BUCKETS,
+        help="hash buckets for word bigrams (default %(default)s)",
+    )
+    ngr.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=NGRAM_MAX_LENGTH,
+        help="words the new version reads (default %(default)s; the old graph keeps its own window)",
+    )
+    ngr.add_argument(
+        "--c",
+        type=positive_float,
+        default=NGRAM_C,
+        help="inverse L2 strength of the bag's logistic regression (default %(default)s)",
+    )
+    ngr.add_argument("--out", type=Path, default=None, help="model repository (default: the version's own)")
+    ngr.set_defaults(func=_ngrams)
+
+
 def _register_caption(subparsers: argparse._SubParsersAction) -> None:
     try:
         from training.caption.cli import register
@@ -275,6 +340,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     _register_images(subparsers)
     _register_caption(subparsers)
     _register_calibrate(subparsers)
+    _register_ngrams(subparsers)
     exp = subparsers.add_parser(
         "export",
         help="export a training run to a model version directory",
@@ -347,12 +413,12 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; dataset problems, files or directories that cannot be
-    read or written (an existing version, a read-only --out) and failed downloads (``--weights imagenet``
-    without internet access) exit with status 2 and a message."""
+    read or written (an existing version, a read-only --out), a version a command cannot work on, and failed
+    downloads (``--weights imagenet`` without internet access) exit with status 2 and a message."""
     args = get_args_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, OSError) as exc:
+    except (DataError, OSError, UnsuitableVersion) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -12,6 +12,10 @@ from pathlib import Path
 ARCHS = ("resnet18", "resnet34", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 FEATURE_LAYERS = ("layer3", "layer4", "head")
 OPSET = 17
+# training.ngrams' defaults: hashed bigram buckets, words read, inverse L2 strength of its regression
+NGRAM_BUCKETS = 1 << 18
+NGRAM_MAX_LENGTH = 1024
+NGRAM_C = 0.3
 
 
 def positive_int(text: str) -> int:

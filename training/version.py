@@ -13,6 +13,11 @@ from contract.files import MANIFEST_NAME, file_hashes
 from contract.manifest import write_manifest
 
 
+class UnsuitableVersion(ValueError):
+    """A command was given a model version it cannot work on (the wrong task or output); the message says
+    what it needs."""
+
+
 class ParityError(AssertionError):
     """onnxruntime and PyTorch disagree beyond tolerance: the export is refused."""
 
@@ -73,3 +78,50 @@ def onnx_parity(
                     f"{diff.max():.3g} (atol {atol}, rtol {rtol}) for inputs {shapes}"
                 )
     return worst
+
+
+def write_successor(
+    version_dir: Path,
+    manifest: dict,
+    graph: bytes,
+    step: tuple[str, dict],
+    description: str,
+    out_root: Path | None = None,
+    **changes: object,
+) -> Path:
+    """Write ``manifest``'s version (read from ``version_dir``) with its graph replaced by ``graph`` as the
+    next version of the same model: the other files are copied, except the card and the evaluation plots,
+    which belong to the old version; ``step`` (a provenance key and what it records) says how the new one
+    was made; the old version's metrics are kept in the provenance, beside any it had kept, and the new
+    one starts unevaluated. ``changes`` replace top-level manifest fields. Returns the new directory,
+    carded."""
+    from contract.versions import write_version
+    from training import card
+
+    entry = manifest["graphs"]["model"]
+    files: dict[str, Path | bytes | str] = {
+        name: Path(version_dir) / name
+        for name in manifest["files"]
+        if name not in (entry["file"], "card.md") and not name.startswith(("confusion-", "reliability-"))
+    }
+    files[entry["file"]] = graph
+    provenance = dict(manifest.get("provenance", {}))
+    provenance.pop("evaluation", None)
+    provenance[step[0]] = step[1]
+    previous = {f"v{manifest['version']} {k}": v for k, v in manifest.get("metrics", {}).items()}
+    if previous:
+        provenance["superseded_version_metrics"] = {
+            **provenance.get("superseded_version_metrics", {}),
+            **previous,
+        }
+    new = {
+        key: value
+        for key, value in manifest.items()
+        if key not in ("name", "version", "files", "created", "format", "metrics")
+    }
+    new.update(changes, description=description, metrics={}, provenance=provenance)
+    out_root = Path(out_root) if out_root else Path(version_dir).parent.parent
+    new_dir = write_version(out_root, manifest["name"], new, files, None)
+    (new_dir / "card.md").write_text(card.render(read_manifest(new_dir), new_dir))
+    update_manifest(new_dir)
+    return new_dir

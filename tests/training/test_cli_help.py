@@ -15,7 +15,7 @@ import pytest
 from training import options
 from training.cli import get_args_parser, main
 
-HEAVY = {"torch", "torchvision", "timm", "onnx", "onnxruntime", "matplotlib"}
+HEAVY = {"torch", "torchvision", "timm", "onnx", "onnxruntime", "matplotlib", "sklearn", "scipy"}
 SUBCOMMANDS = [
     "digits",
     "sentiment",
@@ -24,6 +24,7 @@ SUBCOMMANDS = [
     "imagenet",
     "caption",
     "calibrate",
+    "ngrams",
     "export",
     "evaluate",
 ]
@@ -85,7 +86,8 @@ WITHOUT_TRAIN_EXTRA = textwrap.dedent(
 
     class NotInstalled(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"torch", "torchvision", "timm", "onnx", "onnxscript", "matplotlib"}:
+            extra = {"torch", "torchvision", "timm", "onnx", "onnxscript", "matplotlib", "sklearn"}
+            if name.split(".")[0] in extra:
                 raise ModuleNotFoundError(f"No module named {name!r}", name=name)
             return None
 
