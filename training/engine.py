@@ -212,7 +212,7 @@ def make_loaders(
 
 
 def one_cycle(
-    optimizer: torch.optim.Optimizer, max_lr: float, total_steps: int, pct_start: float = 0.25
+    optimizer: torch.optim.Optimizer, max_lr: float | list[float], total_steps: int, pct_start: float = 0.25
 ) -> torch.optim.lr_scheduler.OneCycleLR:
     """One-cycle schedule stepped per batch; the warm-up keeps at least two steps and the schedule at
     least four so tiny runs work (a run that steps fewer times than scheduled just stops early)."""

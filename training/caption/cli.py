@@ -119,6 +119,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="clip the gradient norm to this value; 0 disables (default %(default)s)",
     )
     parser.add_argument(
+        "--label-smoothing",
+        type=probability,
+        default=0.0,
+        help="label smoothing of the word targets (default %(default)s)",
+    )
+    parser.add_argument(
+        "--one-cycle",
+        action="store_true",
+        help="one-cycle learning rate per batch (a short warm-up to --lr, then cosine annealing) instead "
+        "of a constant --lr",
+    )
+    parser.add_argument(
         "--bleu-images",
         type=int,
         default=250,

@@ -50,16 +50,26 @@ def collate(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tenso
 
 
 def caption_loss(
-    logits: torch.Tensor, alphas: torch.Tensor, captions: torch.Tensor, alpha_c: float
+    logits: torch.Tensor,
+    alphas: torch.Tensor,
+    captions: torch.Tensor,
+    alpha_c: float,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-    """(training loss, cross-entropy, correct tokens, tokens); the loss adds the doubly stochastic term
-    ``alpha_c * mean((1 - sum_t alpha_t)^2)`` that pushes attention to cover every image region."""
+    """(training loss, cross-entropy, correct tokens, tokens); the loss is the cross-entropy with
+    ``label_smoothing``, plus the doubly stochastic term ``alpha_c * mean((1 - sum_t alpha_t)^2)`` that
+    pushes attention to cover every image region. The cross-entropy returned is without smoothing."""
     targets = captions[:, 1:]
     mask = targets != PAD_ID
     cross_entropy = F.cross_entropy(logits[mask], targets[mask])
+    fitted = (
+        F.cross_entropy(logits[mask], targets[mask], label_smoothing=label_smoothing)
+        if label_smoothing
+        else cross_entropy
+    )
     regulariser = alpha_c * ((1.0 - alphas.sum(dim=1)) ** 2).mean()
     correct = int((logits[mask].argmax(dim=1) == targets[mask]).sum())
-    return cross_entropy + regulariser, cross_entropy, correct, int(mask.sum())
+    return fitted + regulariser, cross_entropy, correct, int(mask.sum())
 
 
 def run_epoch(
@@ -72,8 +82,11 @@ def run_epoch(
     optimizer: torch.optim.Optimizer | None = None,
     alpha_c: float = 1.0,
     grad_clip: float = 0.0,
+    label_smoothing: float = 0.0,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``, training when ``optimizer`` is given; mean token loss and accuracy."""
+    """One pass over ``loader``, training when ``optimizer`` is given (``scheduler`` stepped per batch);
+    mean token loss (cross-entropy without smoothing) and accuracy."""
     training = optimizer is not None
     model.train(training)
     if cached or not any(p.requires_grad for p in model.encoder.parameters()):
@@ -85,13 +98,17 @@ def run_epoch(
             images, captions = images.to(device), captions.to(device)
             features = images.float() if cached else model.encoder(images)
             logits, alphas = model.decoder(features, captions, lengths)
-            loss, cross_entropy, right, count = caption_loss(logits, alphas, captions, alpha_c)
+            loss, cross_entropy, right, count = caption_loss(
+                logits, alphas, captions, alpha_c, label_smoothing if training else 0.0
+            )
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if grad_clip:
                     nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
             total, correct, tokens = total + cross_entropy.item() * count, correct + right, tokens + count
             bar.set_postfix(loss=f"{total / tokens:.3f}", acc=f"{correct / tokens:.3f}", refresh=False)
     return {"loss": total / max(tokens, 1), "accuracy": correct / max(tokens, 1)}

@@ -76,6 +76,16 @@ def train(args: argparse.Namespace) -> Path:
             for i, items in enumerate((train_items, dev_items))
         ]
         optimizer = _optimizer(model, args)
+        scheduler = (
+            engine.one_cycle(
+                optimizer,
+                [group["lr"] for group in optimizer.param_groups],
+                args.epochs * len(loaders[0]),
+                pct_start=0.1,
+            )
+            if args.one_cycle
+            else None
+        )
         bleu_items = dev_items[: args.bleu_images or None]
         history: dict[str, list[float]] = {}
         best: dict = {"dev_bleu4": -1.0}
@@ -92,6 +102,8 @@ def train(args: argparse.Namespace) -> Path:
                     optimizer=optimizer,
                     alpha_c=args.alpha_c,
                     grad_clip=args.grad_clip,
+                    label_smoothing=args.label_smoothing,
+                    scheduler=scheduler,
                 )
             except KeyboardInterrupt:
                 if "state" not in best:
