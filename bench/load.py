@@ -1,6 +1,9 @@
 """The load generator, a process of its own: ``--concurrency`` clients send requests back to back to a
 server on 127.0.0.1 until ``--requests`` are answered or ``--duration`` seconds have passed; prints one
-JSON line: requests, errors, seconds, throughput (answered requests per second), p50 and p99 latency.
+JSON line: requests, errors, seconds, throughput (answered requests per second), p50 and p99 latency, the
+count of each status other than 200 (``statuses``; ``0`` for a connection that failed) and of 503s that
+came without Retry-After. The clients send back to back, also after a 503, unless ``--honour-retry-after``:
+then a client refused with a 503 waits as long as its Retry-After says before it sends again.
 With ``--processes N``, N processes share the clients and the request budget (one Python process sends
 at most a few thousand small requests a second) and their latencies are pooled."""
 
@@ -60,7 +63,13 @@ def request_bytes(url: str, task: str) -> bytes:
     sockets, not on building requests (httpx's client costs about 3 ms of CPU per request, which would
     make the load generator, not the server, the bottleneck)."""
     args = request_args(task)
-    request = httpx.Request("POST", url.rstrip("/") + args.pop("url"), **args)
+    return encode_request(args.pop("url"), url, **args)
+
+
+def encode_request(path: str, url: str = "http://127.0.0.1", **kwargs: Any) -> bytes:
+    """A POST of ``path`` as HTTP/1.1 bytes, its body encoded by httpx from ``kwargs`` (``json``,
+    ``files``, ``data``), with Host and Content-Length."""
+    request = httpx.Request("POST", url.rstrip("/") + path, **kwargs)
     body = request.read()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
     lines = [f"POST {request.url.raw_path.decode()} HTTP/1.1", f"Host: {request.url.netloc.decode()}"]
@@ -69,8 +78,8 @@ def request_bytes(url: str, task: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one HTTP/1.1 response; its status and whether the connection stays open."""
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """Read one HTTP/1.1 response; its status and headers (names lowercased)."""
     head = await reader.readuntil(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     status = int(status_line.split(" ", 2)[1])
@@ -84,21 +93,25 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
         while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
             await reader.readexactly(size + 2)
         await reader.readuntil(b"\r\n")
-    return status, headers.get("connection", "").lower() != "close"
+    return status, headers
 
 
-async def generate(url: str, task: str, concurrency: int, requests: int, duration: float) -> dict[str, Any]:
+async def generate(
+    url: str, task: str, concurrency: int, requests: int, duration: float, honour_retry_after: bool = False
+) -> dict[str, Any]:
     """One process's measurement: the summary (see the module's docstring) and ``latencies`` (seconds)."""
     payload = request_bytes(url, task)
     host, port = urlsplit(url).hostname, urlsplit(url).port or 80
     latencies: list[float] = []
     errors = 0
     issued = 0
+    statuses: dict[str, int] = {}
+    without_retry_after = 0
     started = time.perf_counter()
     deadline = started + duration
 
     async def worker() -> None:
-        nonlocal errors, issued
+        nonlocal errors, issued, without_retry_after
         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         while issued < requests and time.perf_counter() < deadline:
             issued += 1
@@ -108,9 +121,10 @@ async def generate(url: str, task: str, concurrency: int, requests: int, duratio
                     connection = await asyncio.open_connection(host, port)
                 reader, writer = connection
                 writer.write(payload)
-                status, keep_alive = await asyncio.wait_for(read_response(reader), 120.0)
+                status, headers = await asyncio.wait_for(read_response(reader), 120.0)
             except (OSError, EOFError, asyncio.LimitOverrunError, ValueError):  # timeouts are OSErrors
                 errors += 1
+                statuses["0"] = statuses.get("0", 0) + 1
                 if connection is not None:
                     connection[1].close()
                 connection = None
@@ -119,18 +133,33 @@ async def generate(url: str, task: str, concurrency: int, requests: int, duratio
                 latencies.append(time.perf_counter() - sent)
             else:
                 errors += 1
-            if not keep_alive:
+                statuses[str(status)] = statuses.get(str(status), 0) + 1
+            if headers.get("connection", "").lower() == "close":
                 writer.close()
                 connection = None
+            if status == 503:
+                retry_after = headers.get("retry-after", "")
+                if not retry_after.isdigit():
+                    without_retry_after += 1
+                elif honour_retry_after:
+                    await asyncio.sleep(min(int(retry_after), max(0.0, deadline - time.perf_counter())))
         if connection is not None:
             connection[1].close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return summary(task, concurrency, latencies, errors, time.perf_counter() - started)
+    return summary(
+        task, concurrency, latencies, errors, time.perf_counter() - started, statuses, without_retry_after
+    )
 
 
 def summary(
-    task: str, concurrency: int, latencies: list[float], errors: int, elapsed: float
+    task: str,
+    concurrency: int,
+    latencies: list[float],
+    errors: int,
+    elapsed: float,
+    statuses: dict[str, int] | None = None,
+    without_retry_after: int = 0,
 ) -> dict[str, Any]:
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
@@ -142,6 +171,8 @@ def summary(
         "throughput": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
+        "statuses": statuses or {},
+        "503_without_retry_after": without_retry_after,
         "latencies": latencies,
     }
 
@@ -150,27 +181,52 @@ def _run(coroutine: Any) -> Any:
     return (asyncio.run if uvloop is None else uvloop.run)(coroutine)  # uvloop: less CPU per request
 
 
-def _one_process(args: tuple[str, str, int, int, float]) -> dict[str, Any]:
+def _one_process(args: tuple[str, str, int, int, float, bool]) -> dict[str, Any]:
     return dict(_run(generate(*args)))
 
 
 def measure(
-    url: str, task: str, concurrency: int, requests: int, duration: float, processes: int = 1
+    url: str,
+    task: str,
+    concurrency: int,
+    requests: int,
+    duration: float,
+    processes: int = 1,
+    honour_retry_after: bool = False,
 ) -> dict[str, Any]:
     """``generate`` in ``processes`` processes at once, the clients and requests shared out; their
-    latencies pooled, the throughput over the longest process's time."""
+    latencies and counts pooled, the throughput over the longest process's time."""
     if processes <= 1:
-        return _one_process((url, task, concurrency, requests, duration))
+        return _one_process((url, task, concurrency, requests, duration, honour_retry_after))
     processes = min(processes, concurrency)
     shares = [
-        (url, task, len(range(i, concurrency, processes)), len(range(i, requests, processes)), duration)
+        (
+            url,
+            task,
+            len(range(i, concurrency, processes)),
+            len(range(i, requests, processes)),
+            duration,
+            honour_retry_after,
+        )
         for i in range(processes)
     ]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         parts = pool.map(_one_process, shares)
     latencies = [latency for part in parts for latency in part["latencies"]]
     errors = sum(part["errors"] for part in parts)
-    return summary(task, concurrency, latencies, errors, max(part["seconds"] for part in parts))
+    statuses: dict[str, int] = {}
+    for part in parts:
+        for status, count in part["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    return summary(
+        task,
+        concurrency,
+        latencies,
+        errors,
+        max(part["seconds"] for part in parts),
+        statuses,
+        sum(part["503_without_retry_after"] for part in parts),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,12 +238,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=30.0, help="most seconds")
     parser.add_argument("--warmup", type=int, default=2, help="requests sent first, not measured")
     parser.add_argument("--processes", type=int, default=1, help="processes sharing the clients")
+    parser.add_argument(
+        "--honour-retry-after",
+        action="store_true",
+        help="a client refused with 503 waits its Retry-After before sending again",
+    )
     args = parser.parse_args(argv)
     if urlsplit(args.url).hostname != "127.0.0.1":
         parser.error("the load goes to 127.0.0.1 only")
     if args.warmup:
         measure(args.url, args.task, 1, args.warmup, args.duration)
-    result = measure(args.url, args.task, args.concurrency, args.requests, args.duration, args.processes)
+    result = measure(
+        args.url,
+        args.task,
+        args.concurrency,
+        args.requests,
+        args.duration,
+        args.processes,
+        args.honour_retry_after,
+    )
     del result["latencies"]
     print(json.dumps(result), flush=True)
 

@@ -159,6 +159,7 @@ def load(
     system: str,
     processes: int = 1,
     warmup: int | None = None,
+    honour_retry_after: bool = False,
 ) -> Row:
     command = [
         sys.executable,
@@ -179,6 +180,8 @@ def load(
     ]
     if warmup is not None:
         command += ["--warmup", str(warmup)]
+    if honour_retry_after:
+        command.append("--honour-retry-after")
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the load process failed: {done.stderr[-2000:]}")

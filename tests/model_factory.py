@@ -88,7 +88,7 @@ CAPTION_DARK_LOGIT = 4.0
 
 def graph_entry(model: onnx.ModelProto, file: str) -> dict[str, Any]:
     """The manifest's `graph` object for a model, read from its declared inputs and outputs."""
-    dtypes = {TensorProto.FLOAT: "float32", TensorProto.INT64: "int64"}
+    dtypes: dict[int, str] = {TensorProto.FLOAT: "float32", TensorProto.INT64: "int64"}
 
     def tensor(info: onnx.ValueInfoProto) -> dict[str, Any]:
         tensor_type = info.type.tensor_type
@@ -334,7 +334,7 @@ def make_sentiment(
         helper.make_node("ReduceSum", ["kept", "one_axis"], ["total"], keepdims=1),
         helper.make_node("Mul", ["total", "directions"], ["logits"]),
     ]
-    inits = {
+    inits: dict[str, np.ndarray] = {
         "word_scores": scores,
         "zero": np.array(0, np.int64),
         "one": np.array(1, np.int64),
