@@ -1,8 +1,9 @@
 """Mixed overload: classify (pets-resnet18) and sentiment (sentiment-lstm) at once, each with far more
 clients than the service answers in time (``bench/load.py``'s clients send back to back and do not wait
 for Retry-After), against ``python -m service`` under each admission setting given, in one run. Prints,
-per setting and task: requests answered and their rate, refused (503 or any other non-200), p50/p99 of
-the answered ones, and the server's RSS near the end of the load (from /proc).
+per setting and task: requests answered and their rate, refused (503), any other failure (another
+status, or a connection that failed), p50/p99 of the answered ones, and the server's RSS near the end of
+the load (from /proc). With ``--honour-retry-after`` a refused client waits its Retry-After first.
 
     python -m bench.overload --models-dir models --setting none:0:0 --setting cap32:32:300
 
@@ -55,7 +56,17 @@ def measure(
     with server(command, "/health/ready", env) as url:
 
         def run(task: str, clients: int, processes: int) -> None:
-            results[task] = load(url, task, clients, 10_000_000, args.seconds, label, processes, warmup=20)
+            results[task] = load(
+                url,
+                task,
+                clients,
+                10_000_000,
+                args.seconds,
+                label,
+                processes,
+                warmup=20,
+                honour_retry_after=args.honour_retry_after,
+            )
 
         runs = [("classify", args.classify_clients, 1), ("sentiment", args.sentiment_clients, 2)]
         threads = [threading.Thread(target=run, args=spec) for spec in runs]
@@ -67,9 +78,10 @@ def measure(
             thread.join()
     lines = []
     for task, r in results.items():
+        refused = r["statuses"].get("503", 0)
         lines.append(
-            f"{label:<12} {task:<10} {r['requests']:>8} {r['throughput']:>9.0f} {r['errors']:>9} "
-            f"{r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {memory:>8.0f}"
+            f"{label:<12} {task:<10} {r['requests']:>8} {r['throughput']:>9.0f} {refused:>9} "
+            f"{r['errors'] - refused:>7} {r['p50_ms']:>8.0f} {r['p99_ms']:>8.0f} {memory:>8.0f}"
         )
     return lines
 
@@ -81,9 +93,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--classify-clients", type=int, default=128)
     parser.add_argument("--sentiment-clients", type=int, default=512)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--honour-retry-after",
+        action="store_true",
+        help="clients refused with 503 wait their Retry-After before sending again",
+    )
     args = parser.parse_args(argv)
     settings = args.setting or ["none:0:0", "cap32:32:300"]
-    rows = ["setting      task       answered    req/s   refused  p50 ms   p99 ms   RSS MB"]
+    rows = ["setting      task       answered    req/s   refused  other  p50 ms   p99 ms   RSS MB"]
     for setting in settings:
         label, in_flight, wait_ms = setting.split(":")
         rows += measure(args.models_dir, label, int(in_flight), int(wait_ms), args)

@@ -109,3 +109,20 @@ def test_ngrams_refuses_a_model_it_cannot_extend(tmp_path: Path, capsys: pytest.
     version = make_classifier(tmp_path / "models")
     assert main(["ngrams", str(version), "--data", str(tmp_path), "--split", "test"]) == 2
     assert "needs a binary sentiment version" in capsys.readouterr().err
+
+
+def test_a_successor_keeps_every_older_version_s_metrics(tmp_path: Path) -> None:
+    from training.calibrate import calibrate_version
+    from training.ngrams import ngram_version
+
+    v1 = make_sentiment(tmp_path / "models")
+    data = _negations(tmp_path / "reviews")
+    evaluate_version(v1, data, "test[200:]")
+    v2 = calibrate_version(v1, data, "test[:200]")
+    evaluate_version(v2, data, "test[200:]")
+    v3 = ngram_version(v2, data, "test[:200]", buckets=64, max_length=48)
+    provenance = json.loads((v3 / "manifest.json").read_text())["provenance"]
+    assert set(provenance["superseded_version_metrics"]) == {"v1 test[200:]", "v2 test[200:]"}
+    assert {"calibration", "ngrams"} <= provenance.keys() and "evaluation" not in provenance
+    card = (v3 / "card.md").read_text()
+    assert "| v1 test[200:] |" in card and "| v2 test[200:] |" in card
