@@ -8,7 +8,7 @@ endpoints are exempt: probes must see an overloaded process as alive (and ready)
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import Overloaded, error_response
 
@@ -45,11 +45,24 @@ class Admission:
             return
         self.requests += 1
         self.body_bytes += size
+        answered = False
+
+        def release() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                self.requests -= 1
+                self.body_bytes -= size
+
+        async def send_and_release(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()  # answered: the client may send its next request before this task ends
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_and_release)
         finally:
-            self.requests -= 1
-            self.body_bytes -= size
+            release()
 
     def _declared_size(self, scope: Scope) -> int:
         for name, value in scope["headers"]:

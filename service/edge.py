@@ -8,6 +8,7 @@ as its ``http`` option: this is that class, made per settings."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import resource
 from http import HTTPStatus
@@ -56,8 +57,18 @@ def guarded_protocol(settings: Settings) -> type[HttpToolsProtocol]:
         "head_timeout_s": settings.header_timeout_s,
         "max_connections": connection_cap(settings),
         "max_in_flight": settings.max_requests_in_flight,
+        "in_flight": InFlight(),
     }
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), limits)
+
+
+class InFlight:
+    """The requests being answered over every connection of one server: taken, and not yet answered
+    (uvicorn's own task set also holds the tasks of requests already answered that have not ended yet,
+    which a client sending its next request at once finds still counted)."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class Refused(Exception):
@@ -73,7 +84,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 65536
     head_timeout_s = 10.0
     max_connections = 1000
-    max_in_flight = 0  # requests being answered (their ASGI tasks) beyond which a new one is refused
+    max_in_flight = 0  # requests being answered beyond which a new one is refused
+    in_flight = InFlight()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,6 +93,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_size = 0  # the request line and headers the parser has read of this head
         self._in_head = True
         self._head_timer: asyncio.TimerHandle | None = None
+        self._counted: collections.deque[bool] = collections.deque()  # per request taken, in order: counted?
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -95,6 +108,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        self.in_flight.count -= sum(self._counted)  # requests that will not be answered now
+        self._counted.clear()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -135,23 +150,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         self._head_bytes = 0
         self._disarm_head_timer()
-        if self.max_in_flight and len(self.tasks) >= self.max_in_flight and not self._exempt():
+        counted = not self._exempt()
+        if self.max_in_flight and counted and self.in_flight.count >= self.max_in_flight:
             # the cheapest refusal there is: no request cycle, no task, no middleware (a request that is
             # turned away costs a tenth of one that is served, so that refusing the excess of an overload
             # leaves the CPU to the requests taken)
             self._refuse(
                 Overloaded(
-                    f"{len(self.tasks)} requests are being answered, the most this server takes at once; "
-                    "retry later"
+                    f"{self.in_flight.count} requests are being answered, the most this server takes at "
+                    "once; retry later"
                 )
             )
             raise Refused
+        self._counted.append(counted)
+        self.in_flight.count += counted
         super().on_headers_complete()
 
     def _exempt(self) -> bool:
         return self.url.split(b"?", 1)[0] in PROBE_PATHS_RAW
 
     def on_response_complete(self) -> None:
+        if self._counted:
+            self.in_flight.count -= self._counted.popleft()
         super().on_response_complete()
         self._in_head = True  # what comes next on this connection is a new head (the keep-alive timer
         # closes the connection while nothing comes)

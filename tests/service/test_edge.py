@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,6 +136,29 @@ def test_requests_beyond_the_in_flight_bound_are_refused_by_the_protocol(tiny_re
             assert head.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head.lower()
             assert json.loads(body)["error"]["code"] == "overloaded"
             assert httpx.get(f"{url}/health/ready").status_code == 200
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_as_many_clients_as_the_bound_are_never_refused(tiny_repo: Path, parser: str) -> None:
+    """N clients sending back to back on kept-alive connections, with max_requests_in_flight N: a request
+    counts until it is answered, not until its task ends, so a client's next request never finds its own
+    answered one still counted (the task set did: 7,571 of 27,700 sentiments at 32 clients were refused)."""
+    clients, each = 8, 60
+    env = {"MODELSERVE_MAX_REQUESTS_IN_FLIGHT": str(clients), "MODELSERVE_HTTP_PARSER": parser}
+    statuses: list[int] = []
+    with running_server(tiny_repo, **env) as url:
+
+        def client() -> None:
+            with httpx.Client(base_url=url, timeout=30) as http:
+                for _ in range(each):
+                    statuses.append(http.post("/v1/sentiment", json={"text": "a good film"}).status_code)
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert statuses == [200] * (clients * each)
 
 
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
