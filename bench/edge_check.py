@@ -51,8 +51,8 @@ from bench.overload import rss_mb
 from bench.run import ROOT, free_port, load
 
 # What the overload scenario runs the service with: the process-wide bound on requests being answered
-# and the queue deadline (see the README's "Overload" section for how they were chosen).
-OVERLOAD_SETTINGS = {"MODELSERVE_MAX_REQUESTS_IN_FLIGHT": "32", "MODELSERVE_BATCH_MAX_WAIT_MS": "300"}
+# and the queue deadline (bench/README.md, "Mixed overload", says how they were chosen).
+OVERLOAD_SETTINGS = {"MODELSERVE_MAX_REQUESTS_IN_FLIGHT": "48", "MODELSERVE_BATCH_MAX_WAIT_MS": "250"}
 
 
 @dataclass

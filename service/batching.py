@@ -46,11 +46,14 @@ class BatchConfig:
         if override and override.max_delay_ms is not None:
             delay_ms = override.max_delay_ms
         queue = override.queue_size if override and override.queue_size else settings.batch_queue_size
+        wait_ms = settings.batch_max_wait_ms
+        if override and override.max_wait_ms is not None:
+            wait_ms = override.max_wait_ms
         return cls(
             max_size=max_size,
             max_delay_s=delay_ms / 1000.0,
             queue_size=queue,
-            max_wait_s=settings.batch_max_wait_ms / 1000.0,
+            max_wait_s=wait_ms / 1000.0,
         )
 
     def warmup_sizes(self) -> list[int]:

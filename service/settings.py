@@ -20,6 +20,9 @@ class BatchingOverride(BaseModel):
     max_size: int | None = Field(None, ge=1, description="Most items (images, texts) in one run.")
     max_delay_ms: float | None = Field(None, ge=0, description="Longest wait for a batch to fill.")
     queue_size: int | None = Field(None, ge=1, description="Most requests waiting for a run.")
+    max_wait_ms: float | None = Field(
+        None, ge=0, description="The queue-wait deadline (batch_max_wait_ms) for this model; 0: none."
+    )
 
 
 class Settings(BaseSettings):

@@ -27,3 +27,16 @@ def test_defaults() -> None:
     assert DEFAULT_PROVIDERS == ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert settings.default_image_classifier == "imagenet-lite0"
     assert settings.require_gpu is False
+
+
+def test_a_model_s_own_queue_deadline() -> None:
+    from service.batching import BatchConfig
+
+    settings = Settings(
+        batch_max_wait_ms=250,
+        batching={"captioner": {"max_wait_ms": 0}, "pets-resnet18": {"max_wait_ms": 500, "max_size": 8}},
+    )
+    assert BatchConfig.for_model(settings, "sentiment-lstm").max_wait_s == 0.25
+    assert BatchConfig.for_model(settings, "captioner").max_wait_s == 0.0
+    pets = BatchConfig.for_model(settings, "pets-resnet18")
+    assert (pets.max_wait_s, pets.max_size) == (0.5, 8)
