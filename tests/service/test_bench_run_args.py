@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.run import ROOT, main, missing_checkpoints, plot_report
+from bench.run import ROOT, latest_version, main, missing_checkpoints, plot_report
 
 
 @pytest.mark.parametrize(
@@ -64,8 +64,9 @@ def test_missing_training_checkpoints_are_named_before_anything_is_measured(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # the naive server serves each model's weights from its training checkpoint, which a clone does not have
-    manifest = json.loads((ROOT / "models" / "sentiment-lstm" / "2" / "manifest.json").read_text())
-    version = tmp_path / "models" / "sentiment-lstm" / "2"
+    shipped = latest_version(ROOT / "models", "sentiment-lstm").path
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    version = tmp_path / "models" / "sentiment-lstm" / shipped.name
     version.mkdir(parents=True)
     for checkpoint, missing in ((tmp_path / "gone.pt", True), (tmp_path / "run", False)):
         manifest["provenance"]["checkpoint"] = str(checkpoint)
