@@ -169,12 +169,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _exempt(self) -> bool:
         return self.url.split(b"?", 1)[0] in PROBE_PATHS_RAW
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # the parser has this request whole: what comes next on this connection is a new head (the
+        # keep-alive timer closes the connection while nothing comes). Not at the response's end: a
+        # response may go before its request's body is in (a 413 for a declared size), and the rest of
+        # that body is not a head.
+        self._in_head = True
+
     def on_response_complete(self) -> None:
         if self._counted:
             self.in_flight.count -= self._counted.popleft()
         super().on_response_complete()
-        self._in_head = True  # what comes next on this connection is a new head (the keep-alive timer
-        # closes the connection while nothing comes)
 
     def send_400_response(self, msg: str) -> None:
         self._refuse(BadRequest(f"the request is not valid HTTP/1.1: {msg}"))

@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.edge_check import read_answer
+
 from .conftest import running_server
 
 LIMITS = {
@@ -136,6 +138,23 @@ def test_requests_beyond_the_in_flight_bound_are_refused_by_the_protocol(tiny_re
             assert head.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in head.lower()
             assert json.loads(body)["error"]["code"] == "overloaded"
             assert httpx.get(f"{url}/health/ready").status_code == 200
+
+
+def test_the_rest_of_a_body_answered_early_is_not_read_as_a_head(tiny_repo: Path) -> None:
+    """A 413 for a declared size goes before the body; the body that follows on the kept-alive connection
+    is the refused request's, not the next request's head (it was counted as one: 431)."""
+    env = {"MODELSERVE_MAX_UPLOAD_BYTES": "1000", "MODELSERVE_MAX_HEADER_BYTES": "4096"}
+    with running_server(tiny_repo, **env) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = b"POST /v1/sentiment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(head + b"Content-Length: 50000\r\n\r\n")
+            assert read_answer(sock).status == 413
+            for _ in range(10):  # the refused request's body, after its answer, in pieces
+                sock.sendall(b" " * 5000)
+                time.sleep(0.05)
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(sock).status == 200
 
 
 @pytest.mark.parametrize("parser", ["httptools", "h11"])
