@@ -201,6 +201,11 @@ def ngram_version(
         )
     if manifest.get("output") != "logits":
         raise UnsuitableVersion(f"{version_dir}: ngrams needs a graph that outputs logits")
+    if max_length < spec["max_length"]:
+        raise UnsuitableVersion(
+            f"--max-length {max_length} is below the {spec['max_length']} words {version_dir} reads: the new "
+            "version reads at least what the old one did"
+        )
     tokenizer = Tokenizer.from_file(str(version_dir / spec["tokenizer"]))
     vocab = tokenizer.get_vocab_size()
 

@@ -109,6 +109,10 @@ def test_ngrams_refuses_a_model_it_cannot_extend(tmp_path: Path, capsys: pytest.
     version = make_classifier(tmp_path / "models")
     assert main(["ngrams", str(version), "--data", str(tmp_path), "--split", "test"]) == 2
     assert "needs a binary sentiment version" in capsys.readouterr().err
+    sentiment = make_sentiment(tmp_path / "models", max_length=32)
+    short = ["ngrams", str(sentiment), "--data", str(tmp_path), "--split", "test", "--max-length", "16"]
+    assert main(short) == 2
+    assert "--max-length 16 is below the 32 words" in capsys.readouterr().err
 
 
 def test_a_successor_keeps_every_older_version_s_metrics(tmp_path: Path) -> None:
