@@ -543,7 +543,9 @@ def check_repository(report: Report, tiny: Path, _: argparse.Namespace) -> None:
             "MODELSERVE_DEFAULT_CAPTIONER": "tiny-captioner",
         }
         with service(repo, env, ready=False) as server:
-            time.sleep(2)  # loading is done in the background
+            deadline = time.monotonic() + 60  # loading runs in the background: wait until no version is
+            while '"loading"' in httpx.get(server.url + "/v1/models").text and time.monotonic() < deadline:
+                time.sleep(0.2)
             sentiment = httpx.post(server.url + "/v1/sentiment", json={"text": "good"})
             report.check(
                 "repository",
