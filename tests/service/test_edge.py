@@ -161,7 +161,8 @@ def test_the_rest_of_a_body_answered_early_is_not_read_as_a_head(tiny_repo: Path
 def test_as_many_clients_as_the_bound_are_never_refused(tiny_repo: Path, parser: str) -> None:
     """N clients sending back to back on kept-alive connections, with max_requests_in_flight N: a request
     counts until it is answered, not until its task ends, so a client's next request never finds its own
-    answered one still counted (the task set did: 7,571 of 27,700 sentiments at 32 clients were refused)."""
+    answered one still counted (the task set did: at 32 clients, 7,571 of about 23,700 sentiments were
+    refused)."""
     clients, each = 8, 60
     env = {"MODELSERVE_MAX_REQUESTS_IN_FLIGHT": str(clients), "MODELSERVE_HTTP_PARSER": parser}
     statuses: list[int] = []
