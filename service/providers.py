@@ -226,6 +226,7 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     options.graph_optimization_level = _OPT_LEVELS[settings.graph_optimization_level]
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
+    options.enable_cpu_mem_arena = settings.cpu_memory_arena
     spinning = "1" if settings.intra_op_spinning else "0"
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
     options.add_session_config_entry("session.inter_op.allow_spinning", spinning)

@@ -40,3 +40,10 @@ def test_a_model_s_own_queue_deadline() -> None:
     assert BatchConfig.for_model(settings, "captioner").max_wait_s == 0.0
     pets = BatchConfig.for_model(settings, "pets-resnet18")
     assert (pets.max_wait_s, pets.max_size) == (0.5, 8)
+
+
+def test_the_cpu_memory_arena_reaches_the_sessions() -> None:
+    from service.providers import session_options
+
+    assert session_options(Settings()).enable_cpu_mem_arena is True
+    assert session_options(Settings(cpu_memory_arena=False)).enable_cpu_mem_arena is False
