@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import resource
 import shutil
 import signal
@@ -48,7 +47,7 @@ import httpx
 
 from bench.load import encode_request, photo_jpeg
 from bench.overload import rss_mb
-from bench.run import ROOT, free_port, load
+from bench.run import ROOT, load, started
 
 # What the overload scenario runs the service with: the process-wide bound on requests being answered
 # and the queue deadline (bench/README.md, "Mixed overload", says how they were chosen).
@@ -76,7 +75,11 @@ class Report:
 class Service:
     process: subprocess.Popen[bytes]
     url: str
-    address: tuple[str, int]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.url.removeprefix("http://").split(":")
+        return host, int(port)
 
     def rss_mb(self) -> float:
         return rss_mb(self.url)
@@ -88,46 +91,10 @@ def service(
 ) -> Iterator[Service]:
     """``python -m service`` on a free port, with ``env`` and at most ``open_files`` descriptors; yields once
     /health/ready (or, with ``ready`` false, /health/live) answers 200; stopped on exit."""
-    port = free_port()
-    command = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--port", str(port)]
-    command += ["--log-level", "warning"]
-
-    def limit_files() -> None:
-        if open_files is not None:
-            resource.setrlimit(
-                resource.RLIMIT_NOFILE, (open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
-            )
-
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=limit_files,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        path = "/health/ready" if ready else "/health/live"
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the service exited with {process.returncode} before it was up")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the service did not answer {path} within 120 s")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + path, timeout=5).status_code == 200:
-                    break
-            time.sleep(0.25)
-        yield Service(process, url, ("127.0.0.1", port))
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    command = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--log-level", "warning"]
+    path = "/health/ready" if ready else "/health/live"
+    with started(command, path, env, open_files) as (process, url):
+        yield Service(process, url)
 
 
 # ---------------------------------------------------------------------------------------- raw HTTP

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -122,6 +123,24 @@ def raw(
 
 @contextmanager
 def server(command: list[str], ready_path: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``command`` on a free port (see :func:`started`); yields its URL."""
+    with started(command, ready_path, env) as (_, url):
+        yield url
+
+
+@contextmanager
+def started(
+    command: list[str], ready_path: str, env: dict[str, str] | None = None, open_files: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``command`` with ``--port`` on a free port, ``env`` added to this environment and at most
+    ``open_files`` descriptors (default: as this process); yields the process and its URL once
+    ``ready_path`` answers 200. Stopped on exit (killed after 60 s), unless it has stopped already."""
+
+    def limit_files() -> None:
+        if open_files is not None:
+            hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard))
+
     port = free_port()
     process = subprocess.Popen(
         [*command, "--port", str(port)],
@@ -129,6 +148,7 @@ def server(command: list[str], ready_path: str, env: dict[str, str] | None = Non
         env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=limit_files,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -144,10 +164,15 @@ def server(command: list[str], ready_path: str, env: dict[str, str] | None = Non
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
-        yield url
+        yield process, url
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def load(
