@@ -46,8 +46,8 @@ from pathlib import Path
 import httpx
 
 from bench.load import encode_request, photo_jpeg
-from bench.overload import rss_mb
-from bench.run import ROOT, load, started
+from bench.overload import mixed_load, rss_mb
+from bench.run import ROOT, started
 
 # What the overload scenario runs the service with: the process-wide bound on requests being answered
 # and the queue deadline (bench/README.md, "Mixed overload", says how they were chosen).
@@ -415,22 +415,8 @@ def check_slowloris(report: Report, tiny: Path, _: argparse.Namespace) -> None:
 def check_overload(report: Report, _: Path, args: argparse.Namespace) -> None:
     env = {**OVERLOAD_SETTINGS, "MODELSERVE_DEFAULT_IMAGE_CLASSIFIER": "pets-resnet18"}
     with service(args.models_dir, env) as server:
-        results: dict[str, dict] = {}
         idle = server.rss_mb()
-        memory: list[float] = []
-
-        def run(task: str, clients: int, processes: int) -> None:
-            results[task] = load(
-                server.url, task, clients, 10_000_000, args.seconds, task, processes, warmup=20
-            )
-
-        runs = [("classify", 128, 1), ("sentiment", 512, 2)]
-        threads = [threading.Thread(target=run, args=spec) for spec in runs]
-        for thread in threads:
-            thread.start()
-        while any(thread.is_alive() for thread in threads):
-            memory.append(server.rss_mb())
-            time.sleep(1)
+        results, memory = mixed_load(server.url, args.seconds)
         recovery = {}
         for task, request in (("classify", {"files": {"files": ("a.jpg", photo_jpeg(), "image/jpeg")}}),
                               ("sentiment", {"json": {"text": "a good film"}})):  # fmt: skip

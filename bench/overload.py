@@ -43,6 +43,42 @@ def rss_mb(url: str) -> float:
     return float("nan")
 
 
+def mixed_load(
+    url: str,
+    seconds: float,
+    classify_clients: int = 128,
+    sentiment_clients: int = 512,
+    label: str = "",
+    honour_retry_after: bool = False,
+) -> tuple[dict[str, dict[str, Any]], list[float]]:
+    """Classification and sentiment against ``url`` at once for ``seconds`` (sentiment's clients in two
+    load processes); each task's load row, and the server's RSS in MB once a second meanwhile."""
+    results: dict[str, dict[str, Any]] = {}
+
+    def run(task: str, clients: int, processes: int) -> None:
+        results[task] = load(
+            url,
+            task,
+            clients,
+            10_000_000,
+            seconds,
+            label or task,
+            processes,
+            warmup=20,
+            honour_retry_after=honour_retry_after,
+        )
+
+    runs = [("classify", classify_clients, 1), ("sentiment", sentiment_clients, 2)]
+    threads = [threading.Thread(target=run, args=spec) for spec in runs]
+    for thread in threads:
+        thread.start()
+    memory = []
+    while any(thread.is_alive() for thread in threads):
+        memory.append(rss_mb(url))
+        time.sleep(1)
+    return results, memory
+
+
 def measure(
     models_dir: Path, label: str, in_flight: int, wait_ms: int, args: argparse.Namespace
 ) -> list[str]:
@@ -52,30 +88,16 @@ def measure(
         "MODELSERVE_DEFAULT_IMAGE_CLASSIFIER": "pets-resnet18",  # what its earlier runs measured
     }
     command = [sys.executable, "-m", "service", "--models-dir", str(models_dir), "--log-level", "warning"]
-    results: dict[str, dict[str, Any]] = {}
     with server(command, "/health/ready", env) as url:
-
-        def run(task: str, clients: int, processes: int) -> None:
-            results[task] = load(
-                url,
-                task,
-                clients,
-                10_000_000,
-                args.seconds,
-                label,
-                processes,
-                warmup=20,
-                honour_retry_after=args.honour_retry_after,
-            )
-
-        runs = [("classify", args.classify_clients, 1), ("sentiment", args.sentiment_clients, 2)]
-        threads = [threading.Thread(target=run, args=spec) for spec in runs]
-        for thread in threads:
-            thread.start()
-        time.sleep(args.seconds * 0.8)
-        memory = rss_mb(url)
-        for thread in threads:
-            thread.join()
+        results, samples = mixed_load(
+            url,
+            args.seconds,
+            args.classify_clients,
+            args.sentiment_clients,
+            label,
+            args.honour_retry_after,
+        )
+    memory = samples[-1] if samples else float("nan")  # the last taken while the load ran: near its end
     lines = []
     for task, r in results.items():
         refused = r["statuses"].get("503", 0)
