@@ -15,6 +15,7 @@ import io
 import json
 import multiprocessing
 import time
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -103,15 +104,14 @@ async def generate(
     payload = request_bytes(url, task)
     host, port = urlsplit(url).hostname, urlsplit(url).port or 80
     latencies: list[float] = []
-    errors = 0
     issued = 0
-    statuses: dict[str, int] = {}
+    statuses: Counter[str] = Counter()  # every answer but a 200, by status ("0": no answer)
     without_retry_after = 0
     started = time.perf_counter()
     deadline = started + duration
 
     async def worker() -> None:
-        nonlocal errors, issued, without_retry_after
+        nonlocal issued, without_retry_after
         connection: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         while issued < requests and time.perf_counter() < deadline:
             issued += 1
@@ -123,8 +123,7 @@ async def generate(
                 writer.write(payload)
                 status, headers = await asyncio.wait_for(read_response(reader), 120.0)
             except (OSError, EOFError, asyncio.LimitOverrunError, ValueError):  # timeouts are OSErrors
-                errors += 1
-                statuses["0"] = statuses.get("0", 0) + 1
+                statuses["0"] += 1
                 if connection is not None:
                     connection[1].close()
                 connection = None
@@ -132,8 +131,7 @@ async def generate(
             if status == 200:
                 latencies.append(time.perf_counter() - sent)
             else:
-                errors += 1
-                statuses[str(status)] = statuses.get(str(status), 0) + 1
+                statuses[str(status)] += 1
             if headers.get("connection", "").lower() == "close":
                 writer.close()
                 connection = None
@@ -147,31 +145,29 @@ async def generate(
             connection[1].close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return summary(
-        task, concurrency, latencies, errors, time.perf_counter() - started, statuses, without_retry_after
-    )
+    return summary(task, concurrency, latencies, time.perf_counter() - started, statuses, without_retry_after)
 
 
 def summary(
     task: str,
     concurrency: int,
     latencies: list[float],
-    errors: int,
     elapsed: float,
-    statuses: dict[str, int] | None = None,
-    without_retry_after: int = 0,
+    statuses: Counter[str],
+    without_retry_after: int,
 ) -> dict[str, Any]:
+    """The JSON row; ``errors`` counts every request that was not answered 200."""
     ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
     return {
         "task": task,
         "concurrency": concurrency,
         "requests": len(latencies),
-        "errors": errors,
+        "errors": sum(statuses.values()),
         "seconds": round(elapsed, 3),
         "throughput": len(latencies) / elapsed,
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
-        "statuses": statuses or {},
+        "statuses": dict(statuses),
         "503_without_retry_after": without_retry_after,
         "latencies": latencies,
     }
@@ -212,19 +208,12 @@ def measure(
     ]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         parts = pool.map(_one_process, shares)
-    latencies = [latency for part in parts for latency in part["latencies"]]
-    errors = sum(part["errors"] for part in parts)
-    statuses: dict[str, int] = {}
-    for part in parts:
-        for status, count in part["statuses"].items():
-            statuses[status] = statuses.get(status, 0) + count
     return summary(
         task,
         concurrency,
-        latencies,
-        errors,
+        [latency for part in parts for latency in part["latencies"]],
         max(part["seconds"] for part in parts),
-        statuses,
+        sum((Counter(part["statuses"]) for part in parts), Counter()),
         sum(part["503_without_retry_after"] for part in parts),
     )
 
