@@ -6,6 +6,7 @@ them): what both must compute alike, written once (issue 22). It imports neither
 - ``versions``: the repository's ``<name>/<version>/`` directories, finding them, writing one whole;
 - ``files``: the checksums of a version's files;
 - ``preprocess``: image preprocessing per the manifest's ``image`` section;
+- ``text``: what a sentiment graph reads of texts per the manifest's ``text`` section (window, padding);
 - ``beam``: caption decoding, the one beam search;
 - ``decoding``: what the captioner's graphs are fed and asked for at each step;
 - ``outputs``: a classifier's probabilities from its graph's output (softmax of logits)."""

@@ -13,6 +13,7 @@ from PIL import Image
 
 from contract.outputs import probabilities as class_probabilities
 from contract.preprocess import preprocess_image
+from contract.text import pad_ids, window
 from training import card, runs
 from training.calibrate import expected_calibration_error, nll, plot_reliability
 from training.data import DataError, text
@@ -75,14 +76,10 @@ def _predict_text(session, manifest: dict, version_dir: Path, data: Path, split:
     texts, raw = text.load_text(data, name)
     texts, raw = texts[selected], raw[selected]
     targets = text.encode_labels(raw, manifest["labels"])
-    ids = [e.ids[: spec["max_length"]] or [spec["unk_id"]] for e in tokenizer.encode_batch(texts)]
+    ids = [window(e.ids, spec["max_length"], spec["unk_id"]) for e in tokenizer.encode_batch(texts)]
     outputs = []
     for part in progress(list(_batches(len(ids), batch_size)), f"evaluate {split}"):
-        rows = ids[part]
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        input_ids = np.full((len(rows), lengths.max()), spec["pad_id"], dtype=np.int64)
-        for i, r in enumerate(rows):
-            input_ids[i, : len(r)] = r
+        input_ids, lengths = pad_ids(ids[part], spec["pad_id"])
         feed = {spec["input_ids"]: input_ids}
         if spec.get("lengths"):
             feed[spec["lengths"]] = lengths

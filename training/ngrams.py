@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.text import pad_ids, window
 from training.data import text
 from training.options import NGRAM_BUCKETS as BUCKETS
 from training.options import NGRAM_C as C
@@ -68,7 +69,7 @@ def fit_mixture(margins: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, f
 
 def token_rows(tokenizer, texts: list[str], max_length: int, unk_id: int) -> list[np.ndarray]:
     """Token ids per text as the service reads them: the first ``max_length``, at least one."""
-    return [np.asarray(e.ids[:max_length] or [unk_id], np.int64) for e in tokenizer.encode_batch(texts)]
+    return [np.asarray(window(e.ids, max_length, unk_id), np.int64) for e in tokenizer.encode_batch(texts)]
 
 
 def combined_graph(
@@ -282,11 +283,7 @@ def _check(graph: bytes, spec: dict, rows: list[np.ndarray], expected: np.ndarra
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     got = []
     for start in range(0, len(rows), batch):
-        part = rows[start : start + batch]
-        lengths = np.array([len(r) for r in part], np.int64)
-        ids = np.full((len(part), lengths.max()), spec["pad_id"], np.int64)
-        for i, r in enumerate(part):
-            ids[i, : len(r)] = r
+        ids, lengths = pad_ids(rows[start : start + batch], spec["pad_id"])
         logits = session.run(None, {spec["input_ids"]: ids, spec["lengths"]: lengths})[0]
         got.append(logits[:, 1] - logits[:, 0])
     worst = float(np.abs(np.concatenate(got) - expected).max())

@@ -9,6 +9,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from contract.manifest import TextSpec
+from contract.text import pad_ids, window
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
@@ -34,7 +35,7 @@ class TextEncoder:
     def encode(self, texts: list[str]) -> EncodedTexts:
         """Texts -> ids right-padded to the longest, true lengths, and which texts were truncated."""
         rows, truncated = self.tokenize(texts)
-        ids, lengths = self.pad(rows)
+        ids, lengths = pad_ids(rows, self.spec.pad_id)
         return EncodedTexts(ids, lengths, truncated)
 
     def tokenize(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
@@ -48,13 +49,5 @@ class TextEncoder:
         for encoding in encodings:
             ids = encoding.ids
             truncated.append(len(ids) > self.spec.max_length)
-            rows.append(ids[: self.spec.max_length] or [self.spec.unk_id])  # all-unknown: still one token
+            rows.append(window(ids, self.spec.max_length, self.spec.unk_id))
         return rows, truncated
-
-    def pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Ids per text -> (ids [N, T] right-padded with ``pad_id`` to the longest, lengths [N])."""
-        lengths = np.array([len(row) for row in rows], dtype=np.int64)
-        padded = np.full((len(rows), int(lengths.max())), self.spec.pad_id, dtype=np.int64)
-        for i, row in enumerate(rows):
-            padded[i, : len(row)] = row
-        return padded, lengths

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
+from contract.text import window
 from training.data import DataError
 
 PAD, UNK = "<pad>", "<unk>"
@@ -117,7 +118,7 @@ def encode(tokenizer: Tokenizer, texts: list[str], max_length: int) -> list[list
     """Ids per text, truncated to ``max_length``; an empty text becomes one unknown token."""
     unk = tokenizer.token_to_id(UNK)
     assert unk is not None, f"the tokenizer has no {UNK}"
-    return [ids[:max_length] or [unk] for ids in (e.ids for e in tokenizer.encode_batch(texts))]
+    return [window(e.ids, max_length, unk) for e in tokenizer.encode_batch(texts)]
 
 
 class EncodedTexts(torch.utils.data.Dataset):
