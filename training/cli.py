@@ -318,12 +318,13 @@ def _register_ngrams(subparsers: argparse._SubParsersAction) -> None:
 
 def _register_caption(subparsers: argparse._SubParsersAction) -> None:
     try:
-        from training.caption.cli import register
+        from training.caption.cli import register, register_self_critical
     except ModuleNotFoundError as exc:  # the captioner is optional; any other import error is a bug
         if not (exc.name or "").startswith("training.caption"):
             raise
         return
     register(subparsers)
+    register_self_critical(subparsers)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

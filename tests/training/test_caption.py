@@ -24,11 +24,13 @@ from service.settings import Settings  # noqa: E402
 from tests.model_factory import make_captioner  # noqa: E402
 from tests.service.conftest import running_client  # noqa: E402
 from training.caption.bleu import bleu_scores  # noqa: E402
+from training.caption.cider import CiderD  # noqa: E402
 from training.caption.data import CaptionDataError, load_split  # noqa: E402
 from training.caption.evaluate import caption_files, evaluate_version  # noqa: E402
 from training.caption.export import export_version, load_captioner  # noqa: E402
 from training.caption.model import Captioner, CaptionerConfig, numpy_step  # noqa: E402
 from training.caption.runtime import OnnxCaptioner  # noqa: E402
+from training.caption.scst import sample  # noqa: E402
 from training.caption.vocab import BOS_ID, EOS_ID, build_tokenizer, decode_caption, encode_caption  # noqa: E402
 from training.cli import main  # noqa: E402
 
@@ -418,3 +420,73 @@ def test_a_banned_token_is_never_emitted_even_when_likeliest(
         assert [h.tokens for h in training] == [h.tokens for h in service]
         assert not {token for h in training for token in h.tokens} & set(banned)
         assert [h.score for h in training] == pytest.approx([h.score for h in service], abs=1e-4)
+
+
+# ------------------------------------------------------------------------- self-critical training
+
+
+def test_cider_d_on_known_examples() -> None:
+    red = ["a", "red", "square", "box"]
+    cider = CiderD([[red], [["a", "blue", "circle", "here"]]])
+    # the caption is its image's only reference: cosine 1 for every n-gram order, no length penalty
+    assert cider.score(red, 0) == pytest.approx(10.0)
+    # one word short: cosines 2 / sqrt(6) for 1- and 2-grams ("a" weighs nothing, being in every image's
+    # references), 1 / sqrt(2) for 3-grams, none for 4-grams; times the length penalty exp(-1 / 72)
+    expected = 10 / 4 * (2 * 2 / np.sqrt(6) + 1 / np.sqrt(2)) * np.exp(-1 / 72)
+    assert cider.score(red[:3], 0) == pytest.approx(expected)
+    assert cider.score(red, 1) == 0.0  # shares only "a", which every image has
+    # repeating a matching word earns nothing more than saying it once (the clipping of CIDEr-D)
+    once, thrice = cider.score(["red"], 0), cider.score(["red", "red", "red"], 0)
+    assert 0.0 < thrice < once
+    with pytest.raises(ValueError, match="at least one image"):
+        CiderD([])
+
+
+def test_sampled_captions_and_their_log_probabilities() -> None:
+    torch.manual_seed(0)
+    model = Captioner(
+        CaptionerConfig(vocab_size=12, arch="resnet18", embed_dim=8, attention_dim=8, hidden_dim=16)
+    )
+    model.eval()  # no dropout: the log-probabilities can be recomputed by teacher forcing
+    features = torch.randn(3, 4, model.config.feature_dim)
+    tokens, log_prob = sample(model.decoder, features, k=4, max_length=6)
+    assert tokens.shape[0] == 12 and tokens.shape[1] <= 6 and log_prob.requires_grad
+    banned = banned_tokens(bos_id=BOS_ID, pad_id=0, unk_id=1)
+    for r, (row, total) in enumerate(zip(tokens, log_prob.detach(), strict=True)):
+        caption = row.tolist()
+        end = caption.index(EOS_ID) + 1 if EOS_ID in caption else len(caption)
+        assert all(t not in banned for t in caption[:end]) and all(t == 0 for t in caption[end:])
+        # teacher forcing the same tokens gives the same summed log-probability, the banned tokens
+        # renormalised away as sampling does
+        forced = torch.tensor([BOS_ID, *caption[:end]])
+        logits, _ = model.decoder(
+            features[r // 4 : r // 4 + 1], forced.unsqueeze(0), torch.tensor([len(forced)])
+        )
+        logits[..., list(banned)] = float("-inf")
+        expected = torch.log_softmax(logits[0], dim=1).gather(1, forced[1:, None]).sum()
+        assert float(total) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_self_critical_run_raises_the_reward_and_exports(run_dir: Path, flickr: Path, tmp_path: Path) -> None:
+    argv = ["caption-scst", str(run_dir), "--data", str(flickr), "--out", str(tmp_path)]
+    argv += ["--epochs", "20", "--batch-size", "9", "--samples", "8", "--lr", "1e-2", "--workers", "0"]
+    assert main([*argv, "--bleu-images", "3", "--beam-size", "2"]) == 0
+    scst_run = next(tmp_path.glob("captioner-scst-*"))
+    metrics = json.loads((scst_run / "metrics.json").read_text())
+    rewards = metrics["history"]["train_reward"][1:]
+    # the decoder learns what the reward prefers: the sampled captions' CIDEr-D rises (one epoch is one
+    # batch of the 9 images here, so single epochs are noisy)
+    assert len(rewards) == 20 and np.mean(rewards[-5:]) > np.mean(rewards[:5]) + 0.05
+    assert metrics["best_epoch"] in range(21) and (scst_run / "curve-reward.png").is_file()
+    _, checkpoint = load_captioner(scst_run)
+    assert checkpoint["provenance"]["cross_entropy_run"].endswith("checkpoint.pt")
+    version = export_version(scst_run, tmp_path / "models", "captioner", None, [])
+    assert OnnxCaptioner(version).caption(np.zeros((1, 3, SIZE, SIZE), np.float32))[0] is not None
+    card = (version / "card.md").read_text()
+    assert "reproduce: `" in card and "then `" in card and "caption-scst" in card  # both commands
+    assert "CIDEr-D" in card and "(PyTorch, beam 2, first 3 dev images" in card
+
+
+def test_self_critical_refuses_one_sample(run_dir: Path, flickr: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit, match="at least 2"):
+        main(["caption-scst", str(run_dir), "--data", str(flickr), "--samples", "1"])

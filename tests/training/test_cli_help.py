@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "finetune",
     "imagenet",
     "caption",
+    "caption-scst",
     "calibrate",
     "ngrams",
     "export",

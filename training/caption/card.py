@@ -11,6 +11,21 @@ def _metrics_lines(manifest: dict) -> list[str]:
     return lines or ["- not evaluated yet: run `python -m training evaluate <version dir> --data <dataset>`"]
 
 
+def _reproduce_lines(prov: dict) -> list[str]:
+    """The command that made the checkpoint, after the cross-entropy run's when it was fine-tuned from one
+    (``python -m training caption-scst``)."""
+    first = prov.get("cross_entropy_recipe")
+    line = f"`{prov.get('command', '?')}` (seed {prov.get('seed', '?')})"
+    if not first:
+        return [f"- reproduce: {line}"]
+    return [
+        f"- reproduce: `{first.get('command', '?')}` (seed {first.get('seed', '?')}), then {line} on its run",
+        f"- recipe: {prov.get('recipe')}: cross-entropy training, then self-critical sequence training "
+        "(Rennie et al. 2017) with CIDEr-D as the reward and the mean of the image's other samples as "
+        "the baseline",
+    ]
+
+
 def render_card(manifest: dict) -> str:
     """Markdown card: data and licence, initialisation, command, time and hardware, metrics, samples,
     known limits."""
@@ -34,7 +49,7 @@ def render_card(manifest: dict) -> str:
         "## Training",
         "",
         f"- encoder initialisation: {prov.get('initialisation', '?')} ({prov.get('encoder', '?')})",
-        f"- reproduce: `{prov.get('command', '?')}` (seed {prov.get('seed', '?')})",
+        *_reproduce_lines(prov),
         f"- hardware: {prov.get('hardware', '?')}; training time {prov.get('training_time_s', '?')} s "
         f"(seconds per epoch: {prov.get('epoch_seconds', '?')})",
         f"- git commit: {prov.get('git_commit')}",
@@ -42,7 +57,8 @@ def render_card(manifest: dict) -> str:
         "## Metrics",
         "",
         *_metrics_lines(manifest),
-        f"- during training (PyTorch, greedy, first {training.get('bleu_images', '?')} dev images, "
+        f"- during training (PyTorch, {training.get('decoding', 'greedy')}, first "
+        f"{training.get('bleu_images', '?')} dev images, "
         f"best epoch): " + ", ".join(f"{k} {v:.4f}" for k, v in training.get("dev", {}).items()),
         "",
         "## Sample captions (dev images, beam size 3)",

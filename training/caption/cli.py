@@ -150,3 +150,52 @@ def _train(args: argparse.Namespace) -> Path:
     from training.caption.train import train  # torch-heavy: imported only when the subcommand runs
 
     return train(args)
+
+
+SCST_DESCRIPTION = """\
+Fine-tune a trained captioner's decoder by self-critical sequence training (Rennie et al. 2017): each
+training image's decoder samples --samples captions, scored by CIDEr-D against its references, and each
+is made more likely by how much it beats the mean of the others. The encoder stays frozen and its cached
+features are read from --cache-dir (computed when absent). Every epoch reports dev BLEU with the beam
+search the service runs, on the first --bleu-images dev images; the checkpoint keeps the best epoch
+(epoch 0, the starting run, included) and exports like any captioner run."""
+
+
+def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``caption-scst`` subcommand."""
+    parser = subparsers.add_parser(
+        "caption-scst",
+        help="fine-tune a captioner run by self-critical sequence training (CIDEr-D reward)",
+        description=SCST_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("run", type=Path, help="the captioner run (or its checkpoint.pt) to start from")
+    parser.add_argument("--data", type=Path, required=True, help="the dataset the run was trained on")
+    parser.add_argument(
+        "--samples", type=int, default=5, help="captions sampled per image, at least 2 (default %(default)s)"
+    )
+    parser.add_argument(
+        "--beam-size", type=int, default=3, help="beam size of the per-epoch dev BLEU (default %(default)s)"
+    )
+    parser.add_argument(
+        "--bleu-images",
+        type=int,
+        default=500,
+        help="dev images captioned for the per-epoch BLEU; 0: all (default %(default)s)",
+    )
+    parser.add_argument(
+        "--grad-clip", type=float, default=5.0, help="gradient norm clip; 0 disables (default %(default)s)"
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="encoder feature cache (default: <out>/cache)"
+    )
+    add_common_args(parser, epochs=10, batch_size=50, lr=5e-5, weight_decay=0.0, name="captioner-scst")
+    parser.set_defaults(func=_self_critical)
+
+
+def _self_critical(args: argparse.Namespace) -> Path:
+    if args.samples < 2:
+        raise SystemExit("caption-scst: --samples must be at least 2 (the baseline is the other samples)")
+    from training.caption.scst import self_critical
+
+    return self_critical(args)

@@ -145,6 +145,24 @@ def caption_features(
     return captions
 
 
+def sample_captions(
+    model: Captioner,
+    features: torch.Tensor,
+    items: list[CaptionedImage],
+    tokenizer: Tokenizer,
+    device: torch.device,
+    max_length: int,
+    beam_size: int = 3,
+) -> list[dict]:
+    """Beam-search captions of ``items`` (their encoder ``features``) beside their references, as a
+    checkpoint's ``samples`` and its card list them."""
+    captions = caption_features(model, features, tokenizer, device, max_length, beam_size)
+    return [
+        {"image": item.path.name, "caption": caption, "references": list(item.captions)}
+        for item, caption in zip(items, captions, strict=True)
+    ]
+
+
 def dev_bleu(captions: list[str], items: list[CaptionedImage]) -> dict[str, float]:
     """BLEU-1..4 of ``captions`` against the cleaned references of ``items``."""
     references = [[clean_words(ref) for ref in item.captions] for item in items[: len(captions)]]

@@ -15,7 +15,14 @@ from torch.utils.data import DataLoader, Dataset
 from training import engine, runs
 from training.caption.data import CaptionedImage, load_split
 from training.caption.features import ImageFiles, cached_features, encode_images
-from training.caption.loop import CaptionPairs, caption_features, collate, dev_bleu, run_epoch
+from training.caption.loop import (
+    CaptionPairs,
+    caption_features,
+    collate,
+    dev_bleu,
+    run_epoch,
+    sample_captions,
+)
 from training.caption.model import KIND, Captioner, CaptionerConfig
 from training.caption.vocab import build_tokenizer
 from training.presets import ImagePreset, resnet_preset
@@ -234,8 +241,4 @@ def _samples(
     """Beam-search captions of the first dev images, beside their references."""
     items = dev_items[:count]
     features = _features(model, dev_images, items, preset, device, not args.fine_tune_encoder)
-    captions = caption_features(model, features, tokenizer, device, args.max_length, beam_size)
-    return [
-        {"image": item.path.name, "caption": caption, "references": list(item.captions)}
-        for item, caption in zip(items, captions, strict=True)
-    ]
+    return sample_captions(model, features, items, tokenizer, device, args.max_length, beam_size)
