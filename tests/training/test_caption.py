@@ -23,7 +23,7 @@ from service.runtimes import CaptionerRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.model_factory import make_captioner  # noqa: E402
 from tests.service.conftest import running_client  # noqa: E402
-from training.caption.bleu import bleu_scores  # noqa: E402
+from training.caption.bleu import SentenceBleu, bleu_scores  # noqa: E402
 from training.caption.cider import CiderD  # noqa: E402
 from training.caption.data import CaptionDataError, load_split  # noqa: E402
 from training.caption.evaluate import caption_files, evaluate_version  # noqa: E402
@@ -442,6 +442,20 @@ def test_cider_d_on_known_examples() -> None:
         CiderD([])
 
 
+def test_sentence_bleu_is_nltk_s_with_add_one_smoothing() -> None:
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    rng = np.random.default_rng(0)
+    vocabulary = ["a", "dog", "man", "runs", "in", "the", "park", "on", "grass", "black", "white"]
+    references = [[list(rng.choice(vocabulary, rng.integers(4, 12))) for _ in range(5)] for _ in range(40)]
+    bleu = SentenceBleu(references)
+    for image, refs in enumerate(references):
+        caption = list(rng.choice(vocabulary, rng.integers(4, 14)))
+        expected = sentence_bleu(refs, caption, smoothing_function=SmoothingFunction().method2)
+        assert bleu.score(caption, image) == pytest.approx(expected)
+    assert bleu.score(references[3][0], 3) == pytest.approx(1.0) and bleu.score([], 0) == 0.0
+
+
 def test_sampled_captions_and_their_log_probabilities() -> None:
     torch.manual_seed(0)
     model = Captioner(
@@ -470,7 +484,7 @@ def test_sampled_captions_and_their_log_probabilities() -> None:
 def test_self_critical_run_raises_the_reward_and_exports(run_dir: Path, flickr: Path, tmp_path: Path) -> None:
     argv = ["caption-scst", str(run_dir), "--data", str(flickr), "--out", str(tmp_path)]
     argv += ["--epochs", "20", "--batch-size", "9", "--samples", "8", "--lr", "1e-2", "--workers", "0"]
-    assert main([*argv, "--bleu-images", "3", "--beam-size", "2"]) == 0
+    assert main([*argv, "--bleu-images", "3", "--beam-size", "2", "--bleu-weight", "1"]) == 0
     scst_run = next(tmp_path.glob("captioner-scst-*"))
     metrics = json.loads((scst_run / "metrics.json").read_text())
     rewards = metrics["history"]["train_reward"][1:]
@@ -484,7 +498,7 @@ def test_self_critical_run_raises_the_reward_and_exports(run_dir: Path, flickr: 
     assert OnnxCaptioner(version).caption(np.zeros((1, 3, SIZE, SIZE), np.float32))[0] is not None
     card = (version / "card.md").read_text()
     assert "reproduce: `" in card and "then `" in card and "caption-scst" in card  # both commands
-    assert "CIDEr-D" in card and "(PyTorch, beam 2, first 3 dev images" in card
+    assert "CIDEr-D + 1 x BLEU-4 as the reward" in card and "(PyTorch, beam 2, first 3 dev images" in card
 
 
 def test_self_critical_refuses_one_sample(run_dir: Path, flickr: Path, capsys: pytest.CaptureFixture) -> None:

@@ -21,8 +21,8 @@ def _reproduce_lines(prov: dict) -> list[str]:
     return [
         f"- reproduce: `{first.get('command', '?')}` (seed {first.get('seed', '?')}), then {line} on its run",
         f"- recipe: {prov.get('recipe')}: cross-entropy training, then self-critical sequence training "
-        "(Rennie et al. 2017) with CIDEr-D as the reward and the mean of the image's other samples as "
-        "the baseline",
+        f"(Rennie et al. 2017) with {prov.get('reward', 'CIDEr-D')} as the reward and the mean of the "
+        "image's other samples as the baseline",
     ]
 
 

@@ -175,6 +175,13 @@ def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
         "--samples", type=int, default=5, help="captions sampled per image, at least 2 (default %(default)s)"
     )
     parser.add_argument(
+        "--bleu-weight",
+        type=float,
+        default=0.0,
+        help="add this times the sampled caption's sentence BLEU-4 (add-one smoothed) to its CIDEr-D "
+        "reward (default %(default)s: CIDEr-D alone)",
+    )
+    parser.add_argument(
         "--beam-size", type=int, default=3, help="beam size of the per-epoch dev BLEU (default %(default)s)"
     )
     parser.add_argument(

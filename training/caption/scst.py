@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 
 from contract import beam
 from training import engine, runs
+from training.caption.bleu import SentenceBleu
 from training.caption.cider import CiderD
 from training.caption.data import load_split
 from training.caption.evaluate import preset_from_manifest
@@ -94,9 +95,15 @@ def self_critical(args: argparse.Namespace) -> Path:
         )
         train_features, dev_features = features[: len(train_items)], features[len(train_items) :]
         bleu_items = dev_items[: args.bleu_images or None]
-        cider = CiderD(
-            [[encode_caption(tokenizer, c, max_length)[1:-1] for c in item.captions] for item in train_items]
-        )
+        references = [
+            [encode_caption(tokenizer, c, max_length)[1:-1] for c in item.captions] for item in train_items
+        ]
+        cider, bleu = CiderD(references), SentenceBleu(references)
+
+        def reward_of(caption: list[int], image: int) -> float:
+            score = cider.score(caption, image)
+            return score + args.bleu_weight * bleu.score(caption, image) if args.bleu_weight else score
+
         optimizer = torch.optim.Adam(model.decoder.parameters(), lr=args.lr)
         generator = torch.Generator().manual_seed(args.seed)
 
@@ -126,7 +133,7 @@ def self_critical(args: argparse.Namespace) -> Path:
                 )
                 images = batch.repeat_interleave(args.samples).tolist()
                 reward = torch.tensor(
-                    [cider.score(words(row), i) for row, i in zip(tokens, images, strict=True)]
+                    [reward_of(words(row), i) for row, i in zip(tokens, images, strict=True)]
                 )
                 reward = reward.view(-1, args.samples)
                 baseline = (reward.sum(dim=1, keepdim=True) - reward) / (args.samples - 1)
@@ -138,7 +145,7 @@ def self_critical(args: argparse.Namespace) -> Path:
                     torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), args.grad_clip)
                 optimizer.step()
                 rewards.append(float(reward.mean()))
-                bar.set_postfix(cider=f"{sum(rewards) / len(rewards):.3f}", refresh=False)
+                bar.set_postfix(reward=f"{sum(rewards) / len(rewards):.3f}", refresh=False)
             seconds = time.time() - tick
             scores = dev_scores()
             history["train_reward"].append(sum(rewards) / len(rewards))
@@ -146,7 +153,7 @@ def self_critical(args: argparse.Namespace) -> Path:
             for key, value in scores.items():
                 history[f"dev_{key}"].append(value)
             print(
-                f"epoch {epoch}: sampled CIDEr-D {history['train_reward'][-1]:.3f} ({seconds:.0f}s) | dev "
+                f"epoch {epoch}: sampled reward {history['train_reward'][-1]:.3f} ({seconds:.0f}s) | dev "
                 f"BLEU-1 {scores['bleu1']:.3f} BLEU-4 {scores['bleu4']:.3f} (beam {args.beam_size}, "
                 f"{len(bleu_items)} images)",
                 flush=True,
@@ -188,7 +195,8 @@ def self_critical(args: argparse.Namespace) -> Path:
                 args.data,
                 seed=args.seed,
                 device=device,
-                recipe="caption + caption-scst (CIDEr-D)",
+                recipe="caption + caption-scst",
+                reward=f"CIDEr-D + {args.bleu_weight:g} x BLEU-4" if args.bleu_weight else "CIDEr-D",
                 initialisation=previous.get("initialisation", "unknown"),
                 encoder="frozen",
                 cross_entropy_run=str(runs.find_checkpoint(args.run)),
