@@ -504,3 +504,23 @@ def test_self_critical_run_raises_the_reward_and_exports(run_dir: Path, flickr: 
 def test_self_critical_refuses_one_sample(run_dir: Path, flickr: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit, match="at least 2"):
         main(["caption-scst", str(run_dir), "--data", str(flickr), "--samples", "1"])
+
+
+def test_self_critical_ctrl_c_keeps_the_best_finished_epoch(
+    run_dir: Path, flickr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from training.caption import scst
+
+    real_epoch, calls = scst._epoch, []
+
+    def interrupted_in_the_second(*args: object, **kwargs: object) -> float:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scst, "_epoch", interrupted_in_the_second)
+    argv = ["caption-scst", str(run_dir), "--data", str(flickr), "--out", str(tmp_path), "--epochs", "5"]
+    assert main([*argv, "--batch-size", "9", "--workers", "0", "--bleu-images", "3", "--beam-size", "2"]) == 0
+    metrics = json.loads((next(tmp_path.glob("captioner-scst-*")) / "metrics.json").read_text())
+    assert len(metrics["history"]["train_reward"]) == 2 and metrics["best_epoch"] in (0, 1)

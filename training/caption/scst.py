@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -70,6 +71,41 @@ def words(row: torch.Tensor) -> list[int]:
     return ids[: ids.index(EOS_ID)] if EOS_ID in ids else [i for i in ids if i != PAD_ID]
 
 
+def _epoch(
+    decoder: AttentionDecoder,
+    optimizer: torch.optim.Optimizer,
+    features: torch.Tensor,
+    reward_of: Callable[[list[int], int], float],
+    generator: torch.Generator,
+    epoch: int,
+    max_length: int,
+    args: argparse.Namespace,
+    device: torch.device,
+) -> float:
+    """One self-critical pass over the training images (``features`` [N, L, D]); their mean reward."""
+    decoder.train()
+    rewards = []
+    bar = engine.progress(
+        torch.randperm(len(features), generator=generator).split(args.batch_size),
+        f"epoch {epoch} self-critical",
+    )
+    for batch in bar:
+        tokens, log_prob = sample(decoder, features[batch].float().to(device), args.samples, max_length)
+        images = batch.repeat_interleave(args.samples).tolist()
+        reward = torch.tensor([reward_of(words(row), i) for row, i in zip(tokens, images, strict=True)])
+        reward = reward.view(-1, args.samples)
+        baseline = (reward.sum(dim=1, keepdim=True) - reward) / (args.samples - 1)
+        loss = -((reward - baseline).view(-1).to(device) * log_prob).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if args.grad_clip:
+            torch.nn.utils.clip_grad_norm_(decoder.parameters(), args.grad_clip)
+        optimizer.step()
+        rewards.append(float(reward.mean()))
+        bar.set_postfix(reward=f"{sum(rewards) / len(rewards):.3f}", refresh=False)
+    return sum(rewards) / len(rewards)
+
+
 def self_critical(args: argparse.Namespace) -> Path:
     """Fine-tune the decoder of the captioner run ``args.run`` per ``args`` (see ``cli``); return the run."""
     with engine.setup(args) as (device, run_dir):
@@ -121,34 +157,24 @@ def self_critical(args: argparse.Namespace) -> Path:
         best_state = {k: v.detach().clone() for k, v in model.decoder.state_dict().items()}
         for epoch in range(1, args.epochs + 1):
             tick = time.time()
-            model.train()
-            model.encoder.eval()
-            order = torch.randperm(len(train_items), generator=generator)
-            batches = order.split(args.batch_size)
-            rewards = []
-            bar = engine.progress(batches, f"epoch {epoch} self-critical")
-            for batch in bar:
-                tokens, log_prob = sample(
-                    model.decoder, train_features[batch].float().to(device), args.samples, max_length
+            try:
+                reward = _epoch(
+                    model.decoder,
+                    optimizer,
+                    train_features,
+                    reward_of,
+                    generator,
+                    epoch,
+                    max_length,
+                    args,
+                    device,
                 )
-                images = batch.repeat_interleave(args.samples).tolist()
-                reward = torch.tensor(
-                    [reward_of(words(row), i) for row, i in zip(tokens, images, strict=True)]
-                )
-                reward = reward.view(-1, args.samples)
-                baseline = (reward.sum(dim=1, keepdim=True) - reward) / (args.samples - 1)
-                advantage = (reward - baseline).view(-1).to(device)
-                loss = -(advantage * log_prob).mean()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if args.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.decoder.parameters(), args.grad_clip)
-                optimizer.step()
-                rewards.append(float(reward.mean()))
-                bar.set_postfix(reward=f"{sum(rewards) / len(rewards):.3f}", refresh=False)
+            except KeyboardInterrupt:  # Ctrl-C: stop here, keep the best finished epoch
+                print(f"interrupted during epoch {epoch}: keeping epoch {best['epoch']}", flush=True)
+                break
             seconds = time.time() - tick
             scores = dev_scores()
-            history["train_reward"].append(sum(rewards) / len(rewards))
+            history["train_reward"].append(reward)
             history["train_seconds"].append(seconds)
             for key, value in scores.items():
                 history[f"dev_{key}"].append(value)
