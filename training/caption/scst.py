@@ -42,15 +42,15 @@ def sample(
     """``k`` captions per image of ``features`` [B, L, D], sampled word by word from the decoder (the
     service's banned tokens never drawn). Returns tokens [B * k, T] (``<end>`` included, ``<pad>`` after)
     and each caption's summed log-probability [B * k], differentiable."""
-    rows = features.shape[0] * k
-    image = torch.arange(features.shape[0]).repeat_interleave(k)
+    rows, device = features.shape[0] * k, features.device
+    image = torch.arange(features.shape[0], device=device).repeat_interleave(k)
     projected = decoder.project(features)
     h, c = (x[image] for x in decoder.init_state(features))
-    tokens = torch.full((rows,), BOS_ID, dtype=torch.long)
-    alive = torch.ones(rows, dtype=torch.bool)
-    banned = torch.zeros(decoder.fc.out_features, dtype=torch.bool)
+    tokens = torch.full((rows,), BOS_ID, dtype=torch.long, device=device)
+    alive = torch.ones(rows, dtype=torch.bool, device=device)
+    banned = torch.zeros(decoder.fc.out_features, dtype=torch.bool, device=device)
     banned[list(BANNED)] = True
-    chosen, total = [], torch.zeros(rows)
+    chosen, total = [], torch.zeros(rows, device=device)
     for _ in range(max_length):
         log_probs, h, c, _ = decoder.step(tokens, h, c, features, projected, image)
         log_probs = torch.log_softmax(log_probs.masked_fill(banned, float("-inf")), dim=1)
@@ -91,6 +91,7 @@ def _epoch(
     )
     for batch in bar:
         tokens, log_prob = sample(decoder, features[batch].float().to(device), args.samples, max_length)
+        tokens = tokens.cpu()
         images = batch.repeat_interleave(args.samples).tolist()
         reward = torch.tensor([reward_of(words(row), i) for row, i in zip(tokens, images, strict=True)])
         reward = reward.view(-1, args.samples)
