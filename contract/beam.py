@@ -62,9 +62,12 @@ class BeamSearch:
         beam_size: int,
         length_penalty: float = 1.0,
         banned: Sequence[int] = (),
+        no_repeat_ngram: int = 0,
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be at least 1, got {beam_size}")
+        if no_repeat_ngram < 0:
+            raise ValueError(f"no_repeat_ngram must be 0 (off) or more, got {no_repeat_ngram}")
         self.n_images, self.k = h0.shape[0], beam_size
         self.banned = tuple(banned)  # never chosen at any step (``banned_tokens``)
         self.eos_id, self.max_length, self.length_penalty = eos_id, max_length, length_penalty
@@ -81,6 +84,10 @@ class BeamSearch:
         # traced back through them at the end, instead of copying every beam's sequence at every step)
         self.parents: list[np.ndarray] = []
         self.chosen: list[np.ndarray] = []
+        # with ``no_repeat_ngram`` n: no beam takes a token that would repeat one of its own n-grams, so
+        # each beam's tokens so far are kept, [images, k, steps]
+        self.no_repeat_ngram = no_repeat_ngram
+        self.history = np.zeros((self.n_images, k, 0), dtype=np.int64) if no_repeat_ngram else None
         self.steps = 0
         self.done = max_length <= 0
 
@@ -132,6 +139,7 @@ def decode(
     beam_size: int,
     length_penalty: float = 1.0,
     banned: Sequence[int] = (),
+    no_repeat_ngram: int = 0,
 ) -> list[Hypothesis]:
     """The best hypothesis for each image of ``step``'s batch, from their initial states ``h0``/``c0``
     [images, H]: one :class:`BeamSearch` decoded to the end (greedy for ``beam_size`` 1)."""
@@ -144,6 +152,7 @@ def decode(
         beam_size=beam_size,
         length_penalty=length_penalty,
         banned=banned,
+        no_repeat_ngram=no_repeat_ngram,
     )
     return search.run(step)
 
@@ -164,13 +173,18 @@ def advance_together(
     16 requests on this project's CPU, where the decoder run took 6 ms; on a GPU the run is shorter and
     the bookkeeping the same); each search advances exactly as it would alone."""
     banned = sorted({token for search in searches for token in search.banned})  # one model's searches
+    blocking = any(search.no_repeat_ngram for search in searches)
+    if (banned or blocking) and not log_probs.flags.writeable:
+        log_probs = log_probs.copy()
     if banned:
-        log_probs = log_probs.copy() if not log_probs.flags.writeable else log_probs
         log_probs[:, banned] = -np.inf
+    starts = [0, *itertools.accumulate(s.rows for s in searches)]
+    if blocking:
+        for search, start, end in zip(searches, starts, starts[1:], strict=False):
+            _block_repeats(search, log_probs[start:end])
     if len(searches) == 1:
         _advance_group(list(searches), log_probs, h_out, c_out)
         return
-    starts = [0, *itertools.accumulate(s.rows for s in searches)]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, search in enumerate(searches):
         groups.setdefault((search.k, search.eos_id), []).append(i)
@@ -180,6 +194,24 @@ def advance_together(
         else:
             rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in members])
         _advance_group([searches[i] for i in members], log_probs[rows], h_out[rows], c_out[rows])
+
+
+def _block_repeats(search: BeamSearch, log_probs: np.ndarray) -> None:
+    """Set to -inf, per row of ``search``, the log-probability of every token that would complete an
+    n-gram (n = ``search.no_repeat_ngram``) the row's beam already holds: where the beam's last n - 1
+    tokens occurred before, the token that followed them then. (A finished beam's row is ignored later:
+    its only continuation is ``eos``.)"""
+    n, history = search.no_repeat_ngram, search.history
+    if not n or history is None or history.shape[2] < n:
+        return
+    tokens = history.reshape(search.rows, -1)
+    steps = tokens.shape[1]
+    windows = steps - n + 1  # the n-grams held so far, by start
+    match = np.ones((search.rows, windows), dtype=bool)
+    for offset in range(n - 1):  # window j's first n - 1 tokens equal the last n - 1
+        match &= tokens[:, offset : offset + windows] == tokens[:, steps - n + 1 + offset, None]
+    rows, starts = np.nonzero(match)
+    log_probs[rows, tokens[rows, starts + n - 1]] = -np.inf
 
 
 def _advance_group(
@@ -222,6 +254,11 @@ def _advance_group(
         )
         search.parents.append(beam[start:end])
         search.chosen.append(token[start:end])
+        if search.history is not None:
+            own = np.arange(search.n_images)[:, None]
+            search.history = np.concatenate(
+                [search.history[own, beam[start:end]], token[start:end, :, None]], axis=2
+            )
         search.h, search.c, search.tokens = (
             h[start * k : end * k],
             c[start * k : end * k],

@@ -116,6 +116,9 @@ class CaptionSpec(_Strict):
     length_penalty: float = Field(
         1.0, ge=0, description="Beam search's final choice: summed log-probability / length ** this."
     )
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, description="Beam search: no beam repeats one of its own n-grams of this size (0: off)."
+    )
     encoder: CaptionEncoderNames
     decoder: CaptionDecoderNames
 

@@ -21,6 +21,7 @@ from training.options import (
     NGRAM_MAX_LENGTH,
     OPSET,
     add_common_args,
+    non_negative_int,
     positive_float,
     positive_int,
     probability,
@@ -378,6 +379,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="captioner only, written to the manifest: beam search returns the caption with "
         "the highest summed log-probability / length ** this (default 0: the summed "
         "log-probability; 1: the mean per token, which favours longer captions)",
+    )
+    exp.add_argument(
+        "--no-repeat-ngram",
+        type=non_negative_int,
+        default=0,
+        help="captioner only, written to the manifest as no_repeat_ngram_size: no beam may repeat one of "
+        "its own n-grams of this size ('a man in a shirt and a shirt and a shirt': 3 stops it; "
+        "default 0: off)",
     )
     exp.set_defaults(func=_export)
     ev = subparsers.add_parser(

@@ -145,12 +145,14 @@ def export_version(
     notes: list[str] | None = None,
     length_penalty: float = 0.0,
     flip_average: bool = False,
+    no_repeat_ngram: int = 0,
 ) -> Path:
     """Export a run (or checkpoint file) to ``out_root/<name>/<version>/``; return the version directory.
 
     ``notes`` are known limits specific to this version, kept in the manifest's provenance and listed in
-    the card after the task's own. ``length_penalty`` is the captioner's (see ``contract.beam``);
-    ``flip_average`` makes an image classifier's graph average its logits over the image and its mirror."""
+    the card after the task's own. ``length_penalty`` and ``no_repeat_ngram`` are the captioner's (see
+    ``contract.beam``); ``flip_average`` makes an image classifier's graph average its logits over the
+    image and its mirror."""
     checkpoint_path = runs.find_checkpoint(checkpoint_path)
     checkpoint = runs.load_checkpoint(checkpoint_path)
     kind = checkpoint["kind"]
@@ -158,7 +160,7 @@ def export_version(
         from training.caption.export import export_version as export_captioner
 
         return export_captioner(
-            checkpoint_path, out_root, name or "captioner", version, notes, length_penalty
+            checkpoint_path, out_root, name or "captioner", version, notes, length_penalty, no_repeat_ngram
         )
     model = build_model(checkpoint)
     if flip_average:
@@ -210,7 +212,14 @@ def export_version(
 def run(args: argparse.Namespace) -> Path:
     """CLI entry: export and print the version directory."""
     version_dir = export_version(
-        args.run, args.out, args.name, args.version, args.note, args.length_penalty, args.flip_average
+        args.run,
+        args.out,
+        args.name,
+        args.version,
+        args.note,
+        args.length_penalty,
+        args.flip_average,
+        args.no_repeat_ngram,
     )
     print(f"exported {version_dir}")
     return version_dir

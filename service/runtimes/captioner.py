@@ -102,6 +102,7 @@ class CaptionerRuntime(Runtime):
             max_length=max_length,
             beam_size=beam_size,
             length_penalty=self.spec.length_penalty,
+            no_repeat_ngram=self.spec.no_repeat_ngram_size,
             banned=banned_tokens(bos_id=self.spec.bos_id, pad_id=self.spec.pad_id, unk_id=self.spec.unk_id),
         )
 

@@ -94,13 +94,18 @@ def test_searches_advanced_together_each_advance_as_they_would_alone() -> None:
     # steps; max lengths 4 to 7
     rng = np.random.default_rng(7)
     vocab, hidden, eos = 9, 4, 3
-    shapes = [(1, 3, 7), (2, 1, 5), (3, 3, 4), (1, 2, 6)]
+    # and n-gram blocking off, 2, 1, 3 (a search's blocking is its own, also within a group)
+    shapes = [(1, 3, 7, 0), (2, 1, 5, 2), (3, 3, 4, 1), (1, 2, 6, 3)]
 
     def searches() -> list[BeamSearch]:
         made = []
-        for i, (images, k, max_length) in enumerate(shapes):
+        for i, (images, k, max_length, n) in enumerate(shapes):
             h0 = np.full((images, hidden), float(i), np.float32)
-            made.append(BeamSearch(h0, h0, bos_id=2, eos_id=eos, max_length=max_length, beam_size=k))
+            made.append(
+                BeamSearch(
+                    h0, h0, bos_id=2, eos_id=eos, max_length=max_length, beam_size=k, no_repeat_ngram=n
+                )
+            )
         return made
 
     def decoder(rows: int, step: int) -> np.ndarray:
@@ -126,6 +131,57 @@ def test_searches_advanced_together_each_advance_as_they_would_alone() -> None:
         assert joint.steps == single.steps
         np.testing.assert_array_equal(joint.h, single.h)
     assert [s.steps for s in together] != [s.max_length for s in together]  # some finished early
+    for search in together:
+        for hypothesis in search.best():
+            assert not _repeats(hypothesis.tokens, search.no_repeat_ngram)
+
+
+def _repeats(tokens: list[int], n: int) -> bool:
+    """Whether ``tokens`` hold some n-gram twice (never, for n = 0)."""
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)] if n else []
+    return len(grams) != len(set(grams))
+
+
+def _looping_step(tokens, h, c, images):
+    """A decoder that would loop "a b c a b c ..." (ids 4, 5, 6) and then end: its state is its last
+    token; the word after the next one is its second choice, the end its third."""
+    log_probs = np.full((len(tokens), 8), np.log(0.01))
+    for row, token in enumerate(tokens):
+        nxt = 4 if token in (2, 6) else int(token) + 1
+        log_probs[row, nxt] = np.log(0.6)
+        log_probs[row, 4 + (nxt - 4 + 1) % 3] = np.log(0.2)
+        log_probs[row, 3] = np.log(0.1)
+    return log_probs - np.log(np.exp(log_probs).sum(axis=1, keepdims=True)), h, c
+
+
+def _greedy_without_repeats(n: int, max_length: int) -> list[int]:
+    """Greedy decoding of ``_looping_step`` that skips every token completing a repeated n-gram,
+    written plainly, one token at a time."""
+    tokens: list[int] = []
+    for _ in range(max_length):
+        log_probs = _looping_step(np.array([tokens[-1] if tokens else 2]), None, None, None)[0][0]
+        for token in np.argsort(-log_probs, kind="stable"):
+            if int(token) == 3 or not _repeats([*tokens, int(token)], n):
+                break
+        if int(token) == 3:
+            break
+        tokens.append(int(token))
+    return tokens
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_no_beam_repeats_its_own_n_grams(n: int, beam_size: int) -> None:
+    h0 = np.zeros((2, 1), np.float32)
+    options = {"bos_id": 2, "eos_id": 3, "max_length": 12, "beam_size": beam_size, "length_penalty": 0.0}
+    looping = decode(_looping_step, h0, h0, **options)
+    assert all(_repeats(hypothesis.tokens, 3) for hypothesis in looping)  # without blocking, it loops
+    blocked = decode(_looping_step, h0, h0, no_repeat_ngram=n, **options)
+    assert all(not _repeats(hypothesis.tokens, n) for hypothesis in blocked)
+    if beam_size == 1:
+        assert [h.tokens for h in blocked] == [_greedy_without_repeats(n, 12)] * 2
+    with pytest.raises(ValueError, match="no_repeat_ngram must be 0"):
+        BeamSearch(h0, h0, bos_id=2, eos_id=3, max_length=4, beam_size=1, no_repeat_ngram=-1)
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])

@@ -204,6 +204,7 @@ def export_version(
     version: int | None = None,
     notes: list[str] | None = None,
     length_penalty: float = 0.0,
+    no_repeat_ngram: int = 0,
 ) -> Path:
     """Write ``out_root/name/<version>/`` from a captioner checkpoint (or run directory); return its path.
     ``notes`` are known limits of this version, listed in its card."""
@@ -222,6 +223,7 @@ def export_version(
         "unk_id": UNK_ID,
         "max_length": checkpoint["max_length"],
         "length_penalty": length_penalty,
+        "no_repeat_ngram_size": no_repeat_ngram,
         "encoder": dict(ENCODER_IO),
         "decoder": dict(DECODER_IO),
     }

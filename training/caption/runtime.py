@@ -66,7 +66,8 @@ class OnnxCaptioner:
     def decode(self, step: Step, h0: np.ndarray, c0: np.ndarray, beam_size: int = 3) -> list[Hypothesis]:
         """The best hypothesis per image of ``step``'s batch from their initial states, by the beam search
         the service runs, with this version's manifest's options (special tokens, ``max_length``,
-        ``length_penalty``); ``step`` may be this version's graphs or the PyTorch network (parity)."""
+        ``length_penalty``, ``no_repeat_ngram_size``); ``step`` may be this version's graphs or the
+        PyTorch network (parity)."""
         spec = self.spec
         return beam.decode(
             step,
@@ -77,6 +78,7 @@ class OnnxCaptioner:
             max_length=spec["max_length"],
             beam_size=beam_size,
             length_penalty=spec.get("length_penalty", 1.0),
+            no_repeat_ngram=spec.get("no_repeat_ngram_size", 0),
             banned=beam.banned_tokens(bos_id=spec["bos_id"], pad_id=spec["pad_id"], unk_id=spec["unk_id"]),
         )
 
