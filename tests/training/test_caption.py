@@ -114,7 +114,9 @@ def run_dir(flickr: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def version_dir(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_version(run_dir, tmp_path_factory.mktemp("models"), "captioner", None, ["A test note."])
+    # with bigram blocking: the service's captions must block what evaluation's do
+    out = tmp_path_factory.mktemp("models")
+    return export_version(run_dir, out, "captioner", None, ["A test note."], no_repeat_ngram=2)
 
 
 def test_flickr8k_split(flickr: Path) -> None:
@@ -284,6 +286,7 @@ def test_export_writes_the_contract(version_dir: Path) -> None:
     caption = manifest["caption"]
     assert (caption["bos_id"], caption["eos_id"], caption["pad_id"], caption["unk_id"]) == (2, 3, 0, 1)
     assert caption["max_length"] == 8 and manifest["provenance"]["export_parity"]["beam_search"]
+    assert caption["no_repeat_ngram_size"] == 2
     card = (version_dir / "card.md").read_text()
     assert all(
         part in card
