@@ -317,6 +317,39 @@ def _register_ngrams(subparsers: argparse._SubParsersAction) -> None:
     ngr.set_defaults(func=_ngrams)
 
 
+def _register_average(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``average`` subcommand."""
+    avg = subparsers.add_parser(
+        "average",
+        help="average the weights of runs of one network into a new run (a model soup)",
+        description="Write a run whose weights are the (weighted) mean of the given runs' ('model soups', "
+        "Wortsman et al. 2022): runs of one kind and configuration that share their start, such as a "
+        "captioner run and its caption-scst continuation. The new run exports like its members; measure it "
+        "with evaluate, which also chooses between averages on a validation split.",
+    )
+    avg.add_argument(
+        "runs", type=Path, nargs="+", help="run directories (or checkpoint.pt files), two or more"
+    )
+    avg.add_argument(
+        "--weights",
+        type=positive_float,
+        nargs="+",
+        default=None,
+        help="one weight per run, normalised to sum to 1 (default: equal)",
+    )
+    avg.add_argument(
+        "--out", type=Path, default=Path("runs"), help="root of the run directories (default runs/)"
+    )
+    avg.add_argument("--name", default="average", help="name of the run directory (default %(default)s)")
+    avg.set_defaults(func=_average)
+
+
+def _average(args: argparse.Namespace) -> Path:
+    from training.average import average_runs
+
+    return average_runs(args.runs, args.weights, args.out, args.name)
+
+
 def _register_caption(subparsers: argparse._SubParsersAction) -> None:
     try:
         from training.caption.cli import register, register_self_critical
@@ -343,6 +376,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     _register_caption(subparsers)
     _register_calibrate(subparsers)
     _register_ngrams(subparsers)
+    _register_average(subparsers)
     exp = subparsers.add_parser(
         "export",
         help="export a training run to a model version directory",

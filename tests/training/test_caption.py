@@ -500,8 +500,42 @@ def test_self_critical_run_raises_the_reward_and_exports(run_dir: Path, flickr: 
     version = export_version(scst_run, tmp_path / "models", "captioner", None, [])
     assert OnnxCaptioner(version).caption(np.zeros((1, 3, SIZE, SIZE), np.float32))[0] is not None
     card = (version / "card.md").read_text()
-    assert "reproduce: `" in card and "then `" in card and "caption-scst" in card  # both commands
-    assert "CIDEr-D + 1 x BLEU-4 as the reward" in card and "(PyTorch, beam 2, first 3 dev images" in card
+    # both commands (in-process, each is pytest's command line), the second on the first one's run
+    assert "reproduce, in order:\n  1. `" in card and "\n  2. `" in card and "on the run of step 1" in card
+    assert (
+        "reward CIDEr-D + 1 x BLEU-4) on the run" in card and "(PyTorch, beam 2, first 3 dev images" in card
+    )
+
+
+def test_average_of_a_run_and_its_self_critical_continuation(
+    run_dir: Path, flickr: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["caption-scst", str(run_dir), "--data", str(flickr), "--out", str(tmp_path), "--keep", "last"]
+    assert main([*argv, "--epochs", "2", "--batch-size", "9", "--lr", "1e-2", "--workers", "0"]) == 0
+    scst_run = next(tmp_path.glob("captioner-scst-*"))
+    assert json.loads((scst_run / "metrics.json").read_text())["best_epoch"] == 2  # the last, as asked
+    assert main(["average", str(run_dir), str(scst_run), "--weights", "1", "3", "--out", str(tmp_path)]) == 0
+    soup_run = next(tmp_path.glob("average-*"))
+    (start, _), (tuned, _), (soup, checkpoint) = (load_captioner(r) for r in (run_dir, scst_run, soup_run))
+    for key, value in soup.state_dict().items():
+        first, second = start.state_dict()[key], tuned.state_dict()[key]
+        expected = 0.25 * first + 0.75 * second if first.is_floating_point() else first  # counters kept
+        torch.testing.assert_close(value, expected)
+    assert [m["weight"] for m in checkpoint["provenance"]["members"]] == [0.25, 0.75]
+    version = export_version(soup_run, tmp_path / "models", "captioner", None, [])
+    evaluate_version(version, flickr, "dev", beam_size=2)
+    card = (version / "card.md").read_text()
+    steps = card.split("- reproduce, in order:\n")[1].split("\n- ")[0].splitlines()
+    # the cross-entropy run once, its continuation on it, then the average of both
+    assert [s.split(". ", 1)[0].strip() for s in steps] == ["1", "2", "3"]
+    assert "on the run of step 1" in steps[1] and "step 1 (weight 0.25), step 2 (weight 0.75)" in steps[2]
+    assert "model soups" in card and "## Sample captions" in card and "(reference: " in card
+    # runs of different networks do not average
+    other = tmp_path / "other"
+    assert main([*_caption_argv(flickr, other, epochs=1), "--hidden-dim", "16"]) == 0
+    capsys.readouterr()
+    assert main(["average", str(run_dir), str(next(other.glob("captioner-*"))), "--out", str(tmp_path)]) == 2
+    assert "only one network's runs average" in capsys.readouterr().err
 
 
 def test_self_critical_refuses_one_sample(run_dir: Path, flickr: Path, capsys: pytest.CaptureFixture) -> None:

@@ -26,6 +26,7 @@ SUBCOMMANDS = [
     "caption-scst",
     "calibrate",
     "ngrams",
+    "average",
     "export",
     "evaluate",
 ]

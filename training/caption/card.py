@@ -11,19 +11,53 @@ def _metrics_lines(manifest: dict) -> list[str]:
     return lines or ["- not evaluated yet: run `python -m training evaluate <version dir> --data <dataset>`"]
 
 
+def _step(prov: dict, steps: list[str]) -> int:
+    """Append the commands that made the run of ``prov`` to ``steps``, the runs it was made from first, each
+    once; return the (1-based) step that made it."""
+    command = f"`{prov.get('command', '?')}`"
+    if "members" in prov:  # python -m training average
+        made = [(_step(m.get("provenance", {}), steps), m.get("weight")) for m in prov["members"]]
+        text = f"{command}: the average of the runs of " + ", ".join(
+            f"step {i} (weight {w:.2f})" if isinstance(w, float) else f"step {i}" for i, w in made
+        )
+    elif "cross_entropy_recipe" in prov:  # python -m training caption-scst
+        start = _step(prov["cross_entropy_recipe"], steps)
+        reward = prov.get("reward", "CIDEr-D")
+        text = f"{command} (seed {prov.get('seed', '?')}; reward {reward}) on the run of step {start}"
+    else:
+        text = f"{command} (seed {prov.get('seed', '?')})"
+    if text not in steps:
+        steps.append(text)
+    return steps.index(text) + 1
+
+
+def _contains(prov: dict, key: str) -> bool:
+    """Whether ``key`` is in ``prov`` or in the provenance of any run it was made from."""
+    parents = [m.get("provenance", {}) for m in prov.get("members", [])]
+    parents += [prov["cross_entropy_recipe"]] if "cross_entropy_recipe" in prov else []
+    return key in prov or any(_contains(parent, key) for parent in parents)
+
+
 def _reproduce_lines(prov: dict) -> list[str]:
-    """The command that made the checkpoint, after the cross-entropy run's when it was fine-tuned from one
-    (``python -m training caption-scst``)."""
-    first = prov.get("cross_entropy_recipe")
-    line = f"`{prov.get('command', '?')}` (seed {prov.get('seed', '?')})"
-    if not first:
-        return [f"- reproduce: {line}"]
-    return [
-        f"- reproduce: `{first.get('command', '?')}` (seed {first.get('seed', '?')}), then {line} on its run",
-        f"- recipe: {prov.get('recipe')}: cross-entropy training, then self-critical sequence training "
-        f"(Rennie et al. 2017) with {prov.get('reward', 'CIDEr-D')} as the reward and the mean of the "
-        "image's other samples as the baseline",
-    ]
+    """The commands that made the checkpoint, in order: one line, or numbered steps when it was made from
+    other runs (``caption-scst``, ``average``), with what those recipes are."""
+    steps: list[str] = []
+    _step(prov, steps)
+    if len(steps) == 1:
+        return [f"- reproduce: {steps[0]}"]
+    lines = ["- reproduce, in order:", *(f"  {i}. {step}" for i, step in enumerate(steps, start=1))]
+    if _contains(prov, "cross_entropy_recipe"):
+        lines.append(
+            "- self-critical sequence training (`caption-scst`; Rennie et al. 2017): the decoder samples "
+            "captions and is rewarded by their score against the image's references (the step's reward), "
+            "the mean of the image's other samples as the baseline"
+        )
+    if _contains(prov, "members"):
+        lines.append(
+            "- weight averaging (`average`; model soups, Wortsman et al. 2022): the mean of the weights of "
+            "runs that share their start, one model at the cost of one"
+        )
+    return lines
 
 
 def render_card(manifest: dict) -> str:
@@ -57,15 +91,24 @@ def render_card(manifest: dict) -> str:
         "## Metrics",
         "",
         *_metrics_lines(manifest),
-        f"- during training (PyTorch, {training.get('decoding', 'greedy')}, first "
-        f"{training.get('bleu_images', '?')} dev images, "
-        f"best epoch): " + ", ".join(f"{k} {v:.4f}" for k, v in training.get("dev", {}).items()),
+        *(
+            [
+                f"- during training (PyTorch, {training.get('decoding', 'greedy')}, first "
+                f"{training.get('bleu_images', '?')} dev images, best epoch): "
+                + ", ".join(f"{k} {v:.4f}" for k, v in training["dev"].items())
+            ]
+            if training.get("dev")
+            else []
+        ),
         "",
         "## Sample captions (dev images, beam size 3)",
         "",
     ]
-    for sample in prov.get("samples", []):
-        lines.append(f"- `{sample['image']}`: **{sample['caption']}** (reference: {sample['references'][0]})")
+    # the training run's (PyTorch), or, for a run that has none (an average), the dev evaluation's
+    samples = prov.get("samples") or prov.get("evaluation_dev", {}).get("samples", [])
+    for sample in samples:
+        reference = f" (reference: {sample['references'][0]})" if sample.get("references") else ""
+        lines.append(f"- `{sample['image']}`: **{sample['caption']}**{reference}")
     lines += [
         "",
         "## Known limits",

@@ -158,7 +158,8 @@ training image's decoder samples --samples captions, scored by CIDEr-D against i
 is made more likely by how much it beats the mean of the others. The encoder stays frozen and its cached
 features are read from --cache-dir (computed when absent). Every epoch reports dev BLEU with the beam
 search the service runs, on the first --bleu-images dev images; the checkpoint keeps the best epoch
-(epoch 0, the starting run, included) and exports like any captioner run."""
+(epoch 0, the starting run, included) or, with --keep last, the last one, and exports like any captioner
+run."""
 
 
 def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
@@ -189,6 +190,13 @@ def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=500,
         help="dev images captioned for the per-epoch BLEU; 0: all (default %(default)s)",
+    )
+    parser.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default="best",
+        help="the epoch the run keeps: the best by dev BLEU-4, the starting run included, or the last "
+        "finished (to average with the starting run: python -m training average) (default %(default)s)",
     )
     parser.add_argument(
         "--grad-clip", type=float, default=5.0, help="gradient norm clip; 0 disables (default %(default)s)"

@@ -86,7 +86,7 @@ def evaluate_version(
         "data": str(Path(data).resolve()),
         "seconds": seconds,
         "samples": [
-            {"image": item.path.name, "caption": caption}
+            {"image": item.path.name, "caption": caption, "references": list(item.captions)}
             for item, caption in zip(items[:5], hypotheses, strict=False)
         ],
     }

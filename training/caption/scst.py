@@ -185,7 +185,7 @@ def self_critical(args: argparse.Namespace) -> Path:
                 f"{len(bleu_items)} images)",
                 flush=True,
             )
-            if scores["bleu4"] > best["dev_bleu4"]:
+            if args.keep == "last" or scores["bleu4"] > best["dev_bleu4"]:
                 best = {"epoch": epoch, **{f"dev_{k}": v for k, v in scores.items()}}
                 best_state = {k: v.detach().clone() for k, v in model.decoder.state_dict().items()}
         model.decoder.load_state_dict(best_state)
