@@ -345,6 +345,8 @@ def _register_average(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _average(args: argparse.Namespace) -> Path:
+    if len(args.runs) < 2:  # before torch is imported
+        raise UnsuitableVersion("average: give at least two runs")
     from training.average import average_runs
 
     return average_runs(args.runs, args.weights, args.out, args.name)

@@ -70,6 +70,15 @@ def test_help_imports_no_train_extra(argv: list[str]) -> None:
         (["digits", "--data", "x", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
         (["finetune", "--data", "x", "--arch", "vgg16"], "argument --arch: invalid choice: 'vgg16'"),
         (["caption", "--data", "x", "--epoch", "1"], "unrecognized arguments: --epoch 1"),
+        (
+            ["caption-scst", "r", "--data", "x", "--beam-size", "0"],
+            "argument --beam-size: must be at least 1",
+        ),
+        (
+            ["caption-scst", "r", "--data", "x", "--bleu-weight", "-1"],
+            "argument --bleu-weight: must be at least 0",
+        ),
+        (["average", "r"], "give at least two runs"),
         (["export"], "the following arguments are required: run"),
         (["nonsense"], "argument COMMAND: invalid choice: 'nonsense'"),
     ],

@@ -6,7 +6,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.options import ARCHS, FEATURE_LAYERS, add_common_args, probability
+from training.options import (
+    ARCHS,
+    FEATURE_LAYERS,
+    add_common_args,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    probability,
+)
 
 DESCRIPTION = """\
 Train a Show, Attend and Tell captioner on Flickr8k (--data holding Flickr8k.token.txt,
@@ -177,17 +185,20 @@ def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--bleu-weight",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="add this times the sampled caption's sentence BLEU-4 (add-one smoothed) to its CIDEr-D "
         "reward (default %(default)s: CIDEr-D alone)",
     )
     parser.add_argument(
-        "--beam-size", type=int, default=3, help="beam size of the per-epoch dev BLEU (default %(default)s)"
+        "--beam-size",
+        type=positive_int,
+        default=3,
+        help="beam size of the per-epoch dev BLEU (default %(default)s)",
     )
     parser.add_argument(
         "--bleu-images",
-        type=int,
+        type=non_negative_int,
         default=500,
         help="dev images captioned for the per-epoch BLEU; 0: all (default %(default)s)",
     )
@@ -199,7 +210,10 @@ def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
         "finished (to average with the starting run: python -m training average) (default %(default)s)",
     )
     parser.add_argument(
-        "--grad-clip", type=float, default=5.0, help="gradient norm clip; 0 disables (default %(default)s)"
+        "--grad-clip",
+        type=non_negative_float,
+        default=5.0,
+        help="gradient norm clip; 0 disables (default %(default)s)",
     )
     parser.add_argument(
         "--cache-dir", type=Path, default=None, help="encoder feature cache (default: <out>/cache)"
