@@ -538,9 +538,16 @@ def test_average_of_a_run_and_its_self_critical_continuation(
     assert "only one network's runs average" in capsys.readouterr().err
 
 
-def test_self_critical_refuses_one_sample(run_dir: Path, flickr: Path, capsys: pytest.CaptureFixture) -> None:
+def test_self_critical_refuses_one_sample_and_other_kinds(
+    run_dir: Path, flickr: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(SystemExit, match="at least 2"):
         main(["caption-scst", str(run_dir), "--data", str(flickr), "--samples", "1"])
+    other = tmp_path / "other.pt"
+    torch.save({"kind": "digits", "model_args": {}, "state_dict": {}}, other)
+    capsys.readouterr()
+    assert main(["caption-scst", str(other), "--data", str(flickr), "--out", str(tmp_path / "runs")]) == 2
+    assert "caption-scst: " in capsys.readouterr().err and not list((tmp_path / "runs").glob("*"))
 
 
 def test_self_critical_ctrl_c_keeps_the_best_finished_epoch(

@@ -32,6 +32,7 @@ from training.caption.loop import caption_features, dev_bleu, sample_captions
 from training.caption.model import KIND, AttentionDecoder
 from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, encode_caption
 from training.provenance import provenance
+from training.version import UnsuitableVersion
 
 BANNED = beam.banned_tokens(bos_id=BOS_ID, pad_id=PAD_ID, unk_id=UNK_ID)
 
@@ -113,8 +114,8 @@ def self_critical(args: argparse.Namespace) -> Path:
         started = time.time()
         try:
             model, checkpoint = load_captioner(args.run)
-        except ValueError as exc:  # a checkpoint of another kind
-            raise SystemExit(f"caption-scst: {exc}") from None
+        except ValueError as exc:  # a checkpoint of another kind: one line, exit status 2
+            raise UnsuitableVersion(f"caption-scst: {exc}") from None
         model.to(device)
         tokenizer = Tokenizer.from_str(checkpoint["tokenizer"])
         max_length = int(checkpoint["max_length"])
