@@ -35,9 +35,8 @@ def average_state(states: list[dict[str, torch.Tensor]], weights: list[float]) -
 
 
 def average_runs(members: list[Path], weights: list[float] | None, out: Path, name: str) -> Path:
-    """Write ``out/<name>-<stamp>/checkpoint.pt`` with the (weighted) mean of the members' weights."""
-    if len(members) < 2:
-        raise UnsuitableRuns("average: give at least two runs")
+    """Write ``out/<name>-<stamp>/checkpoint.pt`` with the (weighted) mean of the weights of ``members``,
+    two or more (the command line refuses fewer before torch is imported)."""
     weights = weights or [1.0] * len(members)
     if len(weights) != len(members) or any(w <= 0 for w in weights):
         raise UnsuitableRuns(f"average: {len(members)} runs need as many positive --weights, got {weights}")
@@ -81,9 +80,12 @@ def average_runs(members: list[Path], weights: list[float] | None, out: Path, na
             ],
         },
     }
-    torch.save(
-        {"kind": first["kind"], "model_args": first["model_args"], "state_dict": state, **extra},
+    runs.save_checkpoint(
         run_dir / runs.CHECKPOINT_NAME,
+        kind=first["kind"],
+        model=state,
+        model_args=first["model_args"],
+        extra=extra,
     )
     print(f"averaged {len(members)} runs (weights {[round(w, 4) for w in weights]}) into {run_dir}")
     return run_dir

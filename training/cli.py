@@ -1,4 +1,5 @@
-"""``python -m training``: one subcommand per model, plus ``export``, ``evaluate``, ``calibrate``, ``ngrams``.
+"""``python -m training``: one subcommand per model, plus ``export``, ``evaluate``, ``calibrate``, ``ngrams``,
+``average`` and the captioner's ``caption-scst``.
 
 Building the parser imports nothing of the train extra (torch, torchvision, timm, onnx, onnxruntime,
 matplotlib), so ``--help`` and argument errors answer at once: every subcommand's options are defined here
@@ -324,8 +325,8 @@ def _register_average(subparsers: argparse._SubParsersAction) -> None:
         help="average the weights of runs of one network into a new run (a model soup)",
         description="Write a run whose weights are the (weighted) mean of the given runs' ('model soups', "
         "Wortsman et al. 2022): runs of one kind and configuration that share their start, such as a "
-        "captioner run and its caption-scst continuation. The new run exports like its members; measure it "
-        "with evaluate, which also chooses between averages on a validation split.",
+        "captioner run and its caption-scst continuation. The new run exports like its members; export "
+        "it and measure it with evaluate (on a validation split, to choose between averages).",
     )
     avg.add_argument(
         "runs", type=Path, nargs="+", help="run directories (or checkpoint.pt files), two or more"

@@ -149,9 +149,13 @@ def plot_confusion(path: Path, matrix: Any, labels: list[str]) -> Path:
     return Path(path)
 
 
-def save_checkpoint(path: Path, *, kind: str, model: nn.Module, model_args: dict, extra: dict) -> None:
-    """Save ``{"kind", "model_args", "state_dict", **extra}``: enough to rebuild the net without a script."""
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+def save_checkpoint(
+    path: Path, *, kind: str, model: nn.Module | dict[str, torch.Tensor], model_args: dict, extra: dict
+) -> None:
+    """Save ``{"kind", "model_args", "state_dict", **extra}``: enough to rebuild the net without a script.
+    ``model`` is the network or its state dict (``python -m training average`` has no network)."""
+    weights = model.state_dict() if isinstance(model, nn.Module) else model
+    state = {k: v.detach().cpu() for k, v in weights.items()}
     torch.save({"kind": kind, "model_args": model_args, "state_dict": state, **extra}, path)
 
 
