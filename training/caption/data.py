@@ -32,6 +32,11 @@ class CaptionedImage:
     path: Path
     captions: tuple[str, ...]
 
+    def sample(self, caption: str) -> dict:
+        """A caption of this image beside its references, as a checkpoint's or an evaluation's samples
+        (and the card) list them."""
+        return {"image": self.path.name, "caption": caption, "references": list(self.captions)}
+
 
 def load_split(root: Path, split: str) -> list[CaptionedImage]:
     """Load ``split`` (train, dev, test) of the dataset in ``root``, detecting Flickr8k or COCO layout."""

@@ -85,10 +85,7 @@ def evaluate_version(
         "split": split,
         "data": str(Path(data).resolve()),
         "seconds": seconds,
-        "samples": [
-            {"image": item.path.name, "caption": caption, "references": list(item.captions)}
-            for item, caption in zip(items[:5], hypotheses, strict=False)
-        ],
+        "samples": [item.sample(caption) for item, caption in zip(items[:5], hypotheses, strict=False)],
     }
     changes = {
         "metrics": {**manifest.get("metrics", {}), split: metrics},

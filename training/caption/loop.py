@@ -157,10 +157,7 @@ def sample_captions(
     """Beam-search captions of ``items`` (their encoder ``features``) beside their references, as a
     checkpoint's ``samples`` and its card list them."""
     captions = caption_features(model, features, tokenizer, device, max_length, beam_size)
-    return [
-        {"image": item.path.name, "caption": caption, "references": list(item.captions)}
-        for item, caption in zip(items, captions, strict=True)
-    ]
+    return [item.sample(caption) for item, caption in zip(items, captions, strict=True)]
 
 
 def dev_bleu(captions: list[str], items: list[CaptionedImage]) -> dict[str, float]:
