@@ -201,8 +201,8 @@ def _block_repeats(search: BeamSearch, log_probs: np.ndarray) -> None:
     n-gram (n = ``search.no_repeat_ngram``) the row's beam already holds: where the beam's last n - 1
     tokens occurred before, the token that followed them then. (A finished beam's row is ignored later:
     its only continuation is ``eos``.)"""
-    n, history = search.no_repeat_ngram, search.history
-    if not n or history is None or history.shape[2] < n:
+    n, history = search.no_repeat_ngram, search.history  # history is kept only while n > 0
+    if history is None or history.shape[2] < n:
         return
     tokens = history.reshape(search.rows, -1)
     steps = tokens.shape[1]

@@ -11,17 +11,19 @@ def _metrics_lines(manifest: dict) -> list[str]:
     return lines or ["- not evaluated yet: run `python -m training evaluate <version dir> --data <dataset>`"]
 
 
-def _step(prov: dict, steps: list[str]) -> int:
+def _step(prov: dict, steps: list[str], recipes: set[str]) -> int:
     """Append the commands that made the run of ``prov`` to ``steps``, the runs it was made from first, each
-    once; return the (1-based) step that made it."""
+    once, and the recipes met on the way to ``recipes``; return the (1-based) step that made it."""
     command = f"`{prov.get('command', '?')}`"
     if "members" in prov:  # python -m training average
-        made = [(_step(m.get("provenance", {}), steps), m.get("weight")) for m in prov["members"]]
+        recipes.add("average")
+        made = [(_step(m.get("provenance", {}), steps, recipes), m.get("weight")) for m in prov["members"]]
         text = f"{command}: the average of the runs of " + ", ".join(
             f"step {i} (weight {w:.2f})" if isinstance(w, float) else f"step {i}" for i, w in made
         )
     elif "cross_entropy_recipe" in prov:  # python -m training caption-scst
-        start = _step(prov["cross_entropy_recipe"], steps)
+        recipes.add("caption-scst")
+        start = _step(prov["cross_entropy_recipe"], steps, recipes)
         reward = prov.get("reward", "CIDEr-D")
         text = f"{command} (seed {prov.get('seed', '?')}; reward {reward}) on the run of step {start}"
     else:
@@ -31,28 +33,22 @@ def _step(prov: dict, steps: list[str]) -> int:
     return steps.index(text) + 1
 
 
-def _contains(prov: dict, key: str) -> bool:
-    """Whether ``key`` is in ``prov`` or in the provenance of any run it was made from."""
-    parents = [m.get("provenance", {}) for m in prov.get("members", [])]
-    parents += [prov["cross_entropy_recipe"]] if "cross_entropy_recipe" in prov else []
-    return key in prov or any(_contains(parent, key) for parent in parents)
-
-
 def _reproduce_lines(prov: dict) -> list[str]:
     """The commands that made the checkpoint, in order: one line, or numbered steps when it was made from
     other runs (``caption-scst``, ``average``), with what those recipes are."""
     steps: list[str] = []
-    _step(prov, steps)
+    recipes: set[str] = set()
+    _step(prov, steps, recipes)
     if len(steps) == 1:
         return [f"- reproduce: {steps[0]}"]
     lines = ["- reproduce, in order:", *(f"  {i}. {step}" for i, step in enumerate(steps, start=1))]
-    if _contains(prov, "cross_entropy_recipe"):
+    if "caption-scst" in recipes:
         lines.append(
             "- self-critical sequence training (`caption-scst`; Rennie et al. 2017): the decoder samples "
             "captions and is rewarded by their score against the image's references (the step's reward), "
             "the mean of the image's other samples as the baseline"
         )
-    if _contains(prov, "members"):
+    if "average" in recipes:
         lines.append(
             "- weight averaging (`average`; model soups, Wortsman et al. 2022): the mean of the weights of "
             "runs that share their start, one model at the cost of one"
@@ -93,7 +89,7 @@ def render_card(manifest: dict) -> str:
         *_metrics_lines(manifest),
         *(
             [
-                f"- during training (PyTorch, {training.get('decoding', 'greedy')}, first "
+                f"- during training (PyTorch, {training.get('bleu_decoding', 'greedy')}, first "
                 f"{training.get('bleu_images', '?')} dev images, best epoch): "
                 + ", ".join(f"{k} {v:.4f}" for k, v in training["dev"].items())
             ]

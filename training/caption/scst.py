@@ -181,7 +181,7 @@ def self_critical(args: argparse.Namespace) -> Path:
             for key, value in scores.items():
                 history[f"dev_{key}"].append(value)
             print(
-                f"epoch {epoch}: sampled reward {history['train_reward'][-1]:.3f} ({seconds:.0f}s) | dev "
+                f"epoch {epoch}: sampled reward {reward:.3f} ({seconds:.0f}s) | dev "
                 f"BLEU-1 {scores['bleu1']:.3f} BLEU-4 {scores['bleu4']:.3f} (beam {args.beam_size}, "
                 f"{len(bleu_items)} images)",
                 flush=True,
@@ -208,12 +208,7 @@ def self_critical(args: argparse.Namespace) -> Path:
         extra = {
             **{key: checkpoint[key] for key in ("tokenizer", "image", "max_length")},
             "samples": samples,
-            "metrics": {
-                "dev": metrics["dev"],
-                "best_epoch": best["epoch"],
-                "bleu_images": len(bleu_items),
-                "decoding": f"beam {args.beam_size}",
-            },
+            "metrics": {k: metrics[k] for k in ("dev", "best_epoch", "bleu_images", "bleu_decoding")},
             "training_time_s": round(float(checkpoint.get("training_time_s", 0.0)) + training_time, 1),
             "epoch_seconds": [
                 *checkpoint.get("epoch_seconds", []),
