@@ -23,12 +23,13 @@ from service.runtimes import CaptionerRuntime  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.model_factory import make_captioner  # noqa: E402
 from tests.service.conftest import running_client  # noqa: E402
+from training.backbone import build_image_model  # noqa: E402
 from training.caption.bleu import SentenceBleu, bleu_scores  # noqa: E402
 from training.caption.cider import CiderD  # noqa: E402
 from training.caption.data import CaptionDataError, load_split  # noqa: E402
 from training.caption.evaluate import caption_files, evaluate_version  # noqa: E402
 from training.caption.export import export_version, load_captioner  # noqa: E402
-from training.caption.model import Captioner, CaptionerConfig, numpy_step  # noqa: E402
+from training.caption.model import Captioner, CaptionerConfig, ImageEncoder, numpy_step  # noqa: E402
 from training.caption.runtime import OnnxCaptioner  # noqa: E402
 from training.caption.scst import sample  # noqa: E402
 from training.caption.vocab import BOS_ID, EOS_ID, build_tokenizer, decode_caption, encode_caption  # noqa: E402
@@ -199,6 +200,64 @@ def test_layer3_encoder_is_a_quarter_of_the_body_with_a_finer_grid() -> None:
     assert count(cut) < count(full) / 3
     with pytest.raises(ValueError, match="layer2"):
         Captioner(CaptionerConfig(vocab_size=30, feature_layer="layer2"))
+
+
+@pytest.mark.parametrize(
+    ("arch", "layer", "stages"), [("resnet18", "layer3", 3), ("efficientnet_lite0", "head", 7)]
+)
+def test_a_split_encoder_computes_the_whole_encoder_s_features(arch: str, layer: str, stages: int) -> None:
+    encoder = ImageEncoder(arch, None, layer).eval()
+    pixels = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        whole = encoder(pixels)
+        assert encoder.stage_count == stages
+        for tuned in range(1, stages + 1):
+            front, tail = encoder.split(tuned)
+            torch.testing.assert_close(ImageEncoder.features(tail(front(pixels))), whole)
+            assert sum(1 for _ in tail.parameters()) < sum(1 for _ in encoder.parameters())
+    with pytest.raises(ValueError, match="1 to"):
+        encoder.split(stages + 1)
+
+
+def test_tune_stages_trains_the_last_stage_alone(flickr: Path, tmp_path: Path) -> None:
+    """--tune-stages 1 on a layer3 encoder: layer3's weights learn; every other tensor, batch-norm
+    statistics included, stays as the encoder's initial weights gave it."""
+    initial = build_image_model("resnet18", num_classes=1).state_dict()
+    torch.save(initial, tmp_path / "encoder.pt")
+    argv = _caption_argv(flickr, tmp_path / "runs", epochs=1)
+    argv += ["--tune-stages", "1", "--encoder-lr", "1e-2", "--encoder-weights", str(tmp_path / "encoder.pt")]
+    assert main(argv) == 0
+    run_dir = next((tmp_path / "runs").glob("captioner-*"))
+    model, checkpoint = load_captioner(run_dir)
+    trained = {k.removeprefix("trunk."): v for k, v in model.encoder.state_dict().items()}
+    # the trunk's children: conv1, bn1, relu, maxpool, layer1, layer2, layer3 -> indices 0..6
+    changed = {k for k, v in trained.items() if not torch.equal(v, initial[_resnet_name(k)])}
+    assert changed and all(k.startswith("6.") for k in changed)
+    assert not any("running" in k for k in changed)
+    assert "last 1 stage(s) fine-tuned" in json.dumps(checkpoint["provenance"])
+
+
+def _resnet_name(trunk_key: str) -> str:
+    """A layer3 trunk's state-dict key ('4.0.conv1.weight') -> torchvision's ('layer1.0.conv1.weight')."""
+    index, rest = trunk_key.split(".", 1)
+    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3"]
+    return f"{names[int(index)]}.{rest}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tune-stages", "4"], "has 3 stages"),
+        (["--tune-stages", "1", "--fine-tune-encoder"], "exclude each other"),
+    ],
+)
+def test_tune_stages_refusals(
+    flickr: Path, tmp_path: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(_caption_argv(flickr, tmp_path, epochs=1) + extra)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_bleu_on_known_examples() -> None:

@@ -4,6 +4,7 @@ func that imports the recipe when it runs."""
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from training.options import (
@@ -20,12 +21,14 @@ DESCRIPTION = """\
 Train a Show, Attend and Tell captioner on Flickr8k (--data holding Flickr8k.token.txt,
 Flickr_8k.trainImages.txt, Flickr_8k.devImages.txt and Images/) or COCO captions (--data holding
 annotations/captions_<split>*.json and the image folder named after it, e.g. train2014/ and val2014/).
-The encoder is a ResNet without its pooling and head (160 px -> 5x5x512 for resnet18); while it is frozen
-(the default) its features are computed once for train and dev and cached, so epochs only run the
-attention LSTM decoder. Every epoch reports dev loss and greedy BLEU on the first --bleu-images dev
-images; the checkpoint keeps the epoch with the best dev BLEU-4. Ctrl-C (SIGINT) during an epoch stops
-training there and writes the run with the best finished epoch. Export it with
-`python -m training export RUN_DIR`, then measure beam-search BLEU with `python -m training evaluate`."""
+The encoder is a ResNet without its pooling and head (160 px -> 5x5x512 for resnet18) or an
+EfficientNet-Lite's last feature map; while it is frozen (the default) its features are computed once for
+train and dev and cached, so epochs only run the attention LSTM decoder. --tune-stages N trains its last
+N stages with the decoder and caches what the frozen stages before them compute. Every epoch reports
+dev loss and greedy BLEU on the first --bleu-images dev images; the checkpoint keeps the epoch with the
+best dev BLEU-4. Ctrl-C (SIGINT) during an epoch stops training there and writes the run with the best
+finished epoch. Export it with `python -m training export RUN_DIR`, then measure beam-search BLEU with
+`python -m training evaluate`."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,10 +74,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the encoder too (no feature cache: much slower on a CPU)",
     )
     parser.add_argument(
+        "--tune-stages",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help="train the encoder's last N stages (EfficientNet-Lite: blocks.6 for 1, with the head conv "
+        "that follows; ResNet: layer4 for 1) and keep the rest frozen, its outputs cached, so an epoch "
+        "stays cheap on a CPU; batch norms keep their ImageNet statistics (default 0: a frozen encoder)",
+    )
+    parser.add_argument(
         "--encoder-lr",
         type=float,
         default=1e-4,
-        help="encoder learning rate with --fine-tune-encoder (default %(default)s)",
+        help="encoder learning rate with --fine-tune-encoder or --tune-stages (default %(default)s)",
     )
     parser.add_argument(
         "--image-size",
@@ -151,10 +163,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where encoder features are cached (default: <out>/cache)",
     )
     add_common_args(parser, epochs=10, batch_size=64, lr=4e-4, weight_decay=0.0, name="captioner")
-    parser.set_defaults(func=_train)
+    parser.set_defaults(func=functools.partial(_train, parser))
 
 
-def _train(args: argparse.Namespace) -> Path:
+def _stage_count(arch: str, feature_layer: str | None) -> int:
+    """How many stages the encoder ``caption`` builds has (``ImageEncoder.stage_count``, known without
+    building it): EfficientNet-Lite's seven block stages, a ResNet's layers up to the cut."""
+    if arch.startswith("efficientnet"):
+        return 7
+    return 3 if feature_layer == "layer3" else 4
+
+
+def _train(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    if args.tune_stages and args.fine_tune_encoder:
+        parser.error("--tune-stages and --fine-tune-encoder exclude each other (the latter trains it all)")
+    if args.tune_stages > (stages := _stage_count(args.arch, args.feature_layer)):
+        parser.error(f"--tune-stages: the {args.arch} encoder has {stages} stages, got {args.tune_stages}")
     from training.caption.train import train  # torch-heavy: imported only when the subcommand runs
 
     return train(args)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from training.caption.model import ImageEncoder
 from training.presets import ImagePreset
 
 
@@ -35,8 +35,9 @@ class ImageFiles(Dataset):
             return self.transform(image)
 
 
-def cache_key(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset) -> str:
-    """sha256 over the encoder's tensors, the preprocessing and the image paths."""
+def cache_key(encoder: nn.Module, paths: Sequence[Path], preset: ImagePreset) -> str:
+    """sha256 over the encoder's tensors (their names included, so a part of an encoder cut by
+    ``ImageEncoder.split`` never shares a key with the whole), the preprocessing and the image paths."""
     digest = hashlib.sha256()
     for name, tensor in encoder.state_dict().items():
         digest.update(name.encode())
@@ -47,14 +48,15 @@ def cache_key(encoder: ImageEncoder, paths: Sequence[Path], preset: ImagePreset)
 
 @torch.no_grad()
 def encode_images(
-    encoder: ImageEncoder,
+    encoder: nn.Module,
     paths: Sequence[Path],
     preset: ImagePreset,
     device: torch.device,
     batch_size: int = 64,
     workers: int = 0,
 ) -> torch.Tensor:
-    """Features [N, L, D] (float16, on the CPU) of every image, the encoder in eval mode."""
+    """What ``encoder`` outputs for every image (float16, on the CPU), in eval mode: features [N, L, D]
+    for an :class:`ImageEncoder`, maps [N, C, h, w] for the front of one (``ImageEncoder.split``)."""
     encoder.eval().to(device)
     loader = DataLoader(
         ImageFiles(paths, preset.eval_transform()), batch_size=batch_size, num_workers=workers
@@ -67,7 +69,7 @@ def encode_images(
 
 
 def cached_features(
-    encoder: ImageEncoder,
+    encoder: nn.Module,
     paths: Sequence[Path],
     preset: ImagePreset,
     device: torch.device,

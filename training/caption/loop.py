@@ -12,7 +12,7 @@ from contract import beam
 from training import engine
 from training.caption.bleu import bleu_scores
 from training.caption.data import CaptionedImage
-from training.caption.model import Captioner, numpy_step
+from training.caption.model import Captioner, ImageEncoder, numpy_step
 from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, clean_words, decode_caption, encode_caption
 
 
@@ -79,6 +79,7 @@ def run_epoch(
     desc: str,
     *,
     cached: bool,
+    tail: nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     alpha_c: float = 1.0,
     grad_clip: float = 0.0,
@@ -86,7 +87,9 @@ def run_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``, training when ``optimizer`` is given (``scheduler`` stepped per batch);
-    mean token loss (cross-entropy without smoothing) and accuracy."""
+    mean token loss (cross-entropy without smoothing) and accuracy. ``cached``: the loader gives the
+    encoder's cached outputs, the features themselves or, with ``tail`` (``ImageEncoder.split``), the
+    maps the tail turns into features; the encoder stays in eval mode (batch norms frozen) either way."""
     training = optimizer is not None
     model.train(training)
     if cached or not any(p.requires_grad for p in model.encoder.parameters()):
@@ -96,7 +99,12 @@ def run_epoch(
     with torch.set_grad_enabled(training):
         for images, captions, lengths in bar:
             images, captions = images.to(device), captions.to(device)
-            features = images.float() if cached else model.encoder(images)
+            if not cached:
+                features = model.encoder(images)
+            elif tail is None:
+                features = images.float()
+            else:
+                features = ImageEncoder.features(tail(images.float()))
             logits, alphas = model.decoder(features, captions, lengths)
             loss, cross_entropy, right, count = caption_loss(
                 logits, alphas, captions, alpha_c, label_smoothing if training else 0.0

@@ -61,9 +61,40 @@ class ImageEncoder(nn.Module):
             last_norm = [m for m in children[feature_layer].modules() if isinstance(m, nn.BatchNorm2d)][-1]
             self.out_dim = last_norm.num_features
         self.trunk = nn.Sequential(*(children[name] for name in names))
+        # the trunk's modules in order with an EfficientNet's blocks container opened into its stages,
+        # and where each stage starts (ResNet: layer1..; EfficientNet: blocks.0..): what split() cuts.
+        # A plain list, so the modules are not registered twice (the state dict keeps the trunk's names).
+        self._parts: list[nn.Module] = []
+        self._stage_starts: list[int] = []
+        for name in names:
+            stages = list(children[name].children()) if name == "blocks" else [children[name]]
+            for module in stages:
+                if name == "blocks" or name.startswith("layer"):
+                    self._stage_starts.append(len(self._parts))
+                self._parts.append(module)
+
+    @property
+    def stage_count(self) -> int:
+        """How many stages the trunk has (what ``split`` may tune)."""
+        return len(self._stage_starts)
+
+    def split(self, tuned_stages: int) -> tuple[nn.Sequential, nn.Sequential]:
+        """(front, tail): the trunk cut before its last ``tuned_stages`` stages, the tail holding those
+        stages and what follows them (an EfficientNet's head conv and norm). They share this encoder's
+        modules, so training the tail trains the encoder; ``features(tail(front(pixels)))`` equals
+        ``self(pixels)``."""
+        if not 1 <= tuned_stages <= self.stage_count:
+            raise ValueError(f"tuned_stages must be 1 to {self.stage_count}, got {tuned_stages}")
+        cut = self._stage_starts[-tuned_stages]
+        return nn.Sequential(*self._parts[:cut]), nn.Sequential(*self._parts[cut:])
+
+    @staticmethod
+    def features(maps: torch.Tensor) -> torch.Tensor:
+        """The trunk's output maps [B, D, h, w] -> features [B, L, D], L = h * w."""
+        return maps.flatten(2).transpose(1, 2)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.trunk(pixels).flatten(2).transpose(1, 2)
+        return self.features(self.trunk(pixels))
 
 
 class SoftAttention(nn.Module):

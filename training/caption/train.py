@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from training import engine, runs
@@ -23,7 +24,7 @@ from training.caption.loop import (
     run_epoch,
     sample_captions,
 )
-from training.caption.model import KIND, Captioner, CaptionerConfig
+from training.caption.model import KIND, Captioner, CaptionerConfig, ImageEncoder
 from training.caption.vocab import build_tokenizer
 from training.presets import ImagePreset, resnet_preset
 from training.provenance import provenance
@@ -33,12 +34,17 @@ def _limit(items: list[CaptionedImage], limit: int) -> list[CaptionedImage]:
     return items[:limit] if limit else items
 
 
-def _optimizer(model: Captioner, args: argparse.Namespace) -> torch.optim.Optimizer:
+def _optimizer(model: Captioner, tail: nn.Module | None, args: argparse.Namespace) -> torch.optim.Optimizer:
+    """Adam over the decoder at --lr and what is trained of the encoder (all of it, or the ``tail`` of
+    --tune-stages) at --encoder-lr; the rest of the encoder is frozen."""
     groups = [{"params": list(model.decoder.parameters()), "lr": args.lr}]
     if args.fine_tune_encoder:
         groups.append({"params": list(model.encoder.parameters()), "lr": args.encoder_lr})
     else:
         model.encoder.requires_grad_(False)
+        if tail is not None:
+            tail.requires_grad_(True)
+            groups.append({"params": list(tail.parameters()), "lr": args.encoder_lr})
     return torch.optim.Adam(groups, weight_decay=args.weight_decay)
 
 
@@ -70,7 +76,9 @@ def train(args: argparse.Namespace) -> Path:
         model.to(device)
         preset = resnet_preset(args.image_size, crop=False, arch=args.arch)
         cached = not args.fine_tune_encoder
-        images = _image_sources(model, train_items, dev_items, preset, device, args, cached)
+        # --tune-stages: the frozen front's maps are cached, the tail runs (and learns) every step
+        front, tail = model.encoder.split(args.tune_stages) if args.tune_stages else (model.encoder, None)
+        images = _image_sources(front, train_items, dev_items, preset, device, args, cached)
         loaders = [
             DataLoader(
                 CaptionPairs(items, images[i], tokenizer, args.max_length),
@@ -82,7 +90,7 @@ def train(args: argparse.Namespace) -> Path:
             )
             for i, items in enumerate((train_items, dev_items))
         ]
-        optimizer = _optimizer(model, args)
+        optimizer = _optimizer(model, tail, args)
         scheduler = (
             engine.one_cycle(
                 optimizer,
@@ -106,6 +114,7 @@ def train(args: argparse.Namespace) -> Path:
                     device,
                     f"epoch {epoch} train",
                     cached=cached,
+                    tail=tail,
                     optimizer=optimizer,
                     alpha_c=args.alpha_c,
                     grad_clip=args.grad_clip,
@@ -119,8 +128,8 @@ def train(args: argparse.Namespace) -> Path:
                 print(f"interrupted during epoch {epoch}: keeping epoch {best['epoch']}", flush=True)
                 break
             seconds = time.time() - tick
-            dev_stats = run_epoch(model, loaders[1], device, f"epoch {epoch} dev", cached=cached)
-            features = _features(model, images[1], bleu_items, preset, device, cached)
+            dev_stats = run_epoch(model, loaders[1], device, f"epoch {epoch} dev", cached=cached, tail=tail)
+            features = _features(model, tail, images[1], bleu_items, preset, device, cached)
             bleu = dev_bleu(caption_features(model, features, tokenizer, device, args.max_length), bleu_items)
             stats = {
                 **{f"train_{k}": v for k, v in train_stats.items()},
@@ -139,7 +148,7 @@ def train(args: argparse.Namespace) -> Path:
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best = {"epoch": epoch, **stats, "state": state}
         model.load_state_dict(best.pop("state"))
-        samples = _samples(model, images[1], dev_items, preset, tokenizer, device, args)
+        samples = _samples(model, tail, images[1], dev_items, preset, tokenizer, device, args)
         metrics = {
             "dev": {k.removeprefix("dev_"): v for k, v in best.items() if k.startswith("dev_")},
             "best_epoch": best["epoch"],
@@ -173,7 +182,7 @@ def train(args: argparse.Namespace) -> Path:
                 device=device,
                 recipe="caption",
                 initialisation=model.encoder.weights_description,
-                encoder="fine-tuned" if args.fine_tune_encoder else "frozen",
+                encoder=_encoder_training(args),
             ),
         }
         runs.save_checkpoint(
@@ -190,8 +199,17 @@ def train(args: argparse.Namespace) -> Path:
     return run_dir
 
 
+def _encoder_training(args: argparse.Namespace) -> str:
+    """How the encoder was trained, for provenance."""
+    if args.fine_tune_encoder:
+        return "fine-tuned"
+    if args.tune_stages:
+        return f"last {args.tune_stages} stage(s) fine-tuned, the rest frozen"
+    return "frozen"
+
+
 def _image_sources(
-    model: Captioner,
+    encoder: nn.Module,
     train_items: list[CaptionedImage],
     dev_items: list[CaptionedImage],
     preset: ImagePreset,
@@ -199,7 +217,8 @@ def _image_sources(
     args: argparse.Namespace,
     cached: bool,
 ) -> list[Dataset | torch.Tensor]:
-    """[train, dev] images: encoder features cached once when the encoder is frozen, else pixel datasets."""
+    """[train, dev] images: what ``encoder`` (the frozen encoder or front) outputs, cached once, when the
+    encoder is not fine-tuned as a whole; else pixel datasets."""
     if not cached:
         return [
             ImageFiles([item.path for item in items], preset.eval_transform())
@@ -207,28 +226,34 @@ def _image_sources(
         ]
     paths = [item.path for item in train_items + dev_items]
     features = cached_features(
-        model.encoder, paths, preset, device, args.cache_dir or args.out / "cache", args.workers
+        encoder, paths, preset, device, args.cache_dir or args.out / "cache", args.workers
     )
     return [features[: len(train_items)], features[len(train_items) :]]
 
 
 def _features(
     model: Captioner,
+    tail: nn.Module | None,
     dev_images: Dataset | torch.Tensor,
     items: list[CaptionedImage],
     preset: ImagePreset,
     device: torch.device,
     cached: bool,
 ) -> torch.Tensor:
-    """Encoder features of ``items`` (the first dev images): from the cache, or encoded now."""
+    """Encoder features of ``items`` (the first dev images): from the cache (through ``tail`` when
+    given), or encoded now."""
     if cached:
         assert isinstance(dev_images, torch.Tensor)
-        return dev_images[: len(items)]
+        if tail is None:
+            return dev_images[: len(items)]
+        with torch.no_grad():
+            return ImageEncoder.features(tail.eval()(dev_images[: len(items)].float().to(device))).cpu()
     return encode_images(model.encoder, [item.path for item in items], preset, device)
 
 
 def _samples(
     model: Captioner,
+    tail: nn.Module | None,
     dev_images: Dataset | torch.Tensor,
     dev_items: list[CaptionedImage],
     preset: ImagePreset,
@@ -240,5 +265,5 @@ def _samples(
 ) -> list[dict]:
     """Beam-search captions of the first dev images, beside their references."""
     items = dev_items[:count]
-    features = _features(model, dev_images, items, preset, device, not args.fine_tune_encoder)
+    features = _features(model, tail, dev_images, items, preset, device, not args.fine_tune_encoder)
     return sample_captions(model, features, items, tokenizer, device, args.max_length, beam_size)
