@@ -79,8 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0,
         metavar="N",
         help="train the encoder's last N stages (EfficientNet-Lite: blocks.6 for 1, with the head conv "
-        "that follows; ResNet: layer4 for 1) and keep the rest frozen, its outputs cached, so an epoch "
-        "stays cheap on a CPU; batch norms keep their ImageNet statistics (default 0: a frozen encoder)",
+        "that follows; ResNet: the layer it is cut after for 1) and keep the rest frozen, its outputs "
+        "cached, so an epoch stays cheap on a CPU; batch norms keep the statistics of the encoder's "
+        "weights (default 0: a frozen encoder)",
     )
     parser.add_argument(
         "--encoder-lr",
