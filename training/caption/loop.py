@@ -12,7 +12,7 @@ from contract import beam
 from training import engine
 from training.caption.bleu import bleu_scores
 from training.caption.data import CaptionedImage
-from training.caption.model import Captioner, ImageEncoder, numpy_step
+from training.caption.model import Captioner, numpy_step
 from training.caption.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, clean_words, decode_caption, encode_caption
 
 
@@ -89,7 +89,7 @@ def run_epoch(
     """One pass over ``loader``, training when ``optimizer`` is given (``scheduler`` stepped per batch);
     mean token loss (cross-entropy without smoothing) and accuracy. ``cached``: the loader gives the
     encoder's cached outputs, the features themselves or, with ``tail`` (``ImageEncoder.split``), the
-    maps the tail turns into features; the encoder stays in eval mode (batch norms frozen) either way."""
+    maps it turns into features; the encoder stays in eval mode (batch norms frozen) either way."""
     training = optimizer is not None
     model.train(training)
     if cached or not any(p.requires_grad for p in model.encoder.parameters()):
@@ -104,7 +104,7 @@ def run_epoch(
             elif tail is None:
                 features = images.float()
             else:
-                features = ImageEncoder.features(tail(images.float()))
+                features = tail(images.float())
             logits, alphas = model.decoder(features, captions, lengths)
             loss, cross_entropy, right, count = caption_loss(
                 logits, alphas, captions, alpha_c, label_smoothing if training else 0.0

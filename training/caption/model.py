@@ -31,6 +31,13 @@ class CaptionerConfig:
 FEATURE_LAYERS = ("layer3", "layer4", "head")
 
 
+class _ToFeatures(nn.Module):
+    """A trunk's output maps [B, D, h, w] -> features [B, L, D], L = h * w (no weights)."""
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return maps.flatten(2).transpose(1, 2)
+
+
 class ImageEncoder(nn.Module):
     """A CNN cut after ``feature_layer``: images [B, 3, H, W] -> features [B, L, D], L = h * w.
 
@@ -61,6 +68,7 @@ class ImageEncoder(nn.Module):
             last_norm = [m for m in children[feature_layer].modules() if isinstance(m, nn.BatchNorm2d)][-1]
             self.out_dim = last_norm.num_features
         self.trunk = nn.Sequential(*(children[name] for name in names))
+        self.to_features = _ToFeatures()
         # the trunk's modules in order with an EfficientNet's blocks container opened into its stages,
         # and where each stage starts (ResNet: layer1..; EfficientNet: blocks.0..): what split() cuts.
         # A plain list, so the modules are not registered twice (the state dict keeps the trunk's names).
@@ -79,22 +87,17 @@ class ImageEncoder(nn.Module):
         return len(self._stage_starts)
 
     def split(self, tuned_stages: int) -> tuple[nn.Sequential, nn.Sequential]:
-        """(front, tail): the trunk cut before its last ``tuned_stages`` stages, the tail holding those
-        stages and what follows them (an EfficientNet's head conv and norm). They share this encoder's
-        modules, so training the tail trains the encoder; ``features(tail(front(pixels)))`` equals
-        ``self(pixels)``."""
+        """(front, tail): the trunk cut before its last ``tuned_stages`` stages, the front giving maps, the
+        tail turning them into features with those stages and what follows them (an EfficientNet's head
+        conv and norm). They share this encoder's modules, so training the tail trains the encoder;
+        ``tail(front(pixels))`` equals ``self(pixels)``."""
         if not 1 <= tuned_stages <= self.stage_count:
             raise ValueError(f"tuned_stages must be 1 to {self.stage_count}, got {tuned_stages}")
         cut = self._stage_starts[-tuned_stages]
-        return nn.Sequential(*self._parts[:cut]), nn.Sequential(*self._parts[cut:])
-
-    @staticmethod
-    def features(maps: torch.Tensor) -> torch.Tensor:
-        """The trunk's output maps [B, D, h, w] -> features [B, L, D], L = h * w."""
-        return maps.flatten(2).transpose(1, 2)
+        return nn.Sequential(*self._parts[:cut]), nn.Sequential(*self._parts[cut:], self.to_features)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.features(self.trunk(pixels))
+        return self.to_features(self.trunk(pixels))
 
 
 class SoftAttention(nn.Module):

@@ -24,7 +24,7 @@ from training.caption.loop import (
     run_epoch,
     sample_captions,
 )
-from training.caption.model import KIND, Captioner, CaptionerConfig, ImageEncoder
+from training.caption.model import KIND, Captioner, CaptionerConfig
 from training.caption.vocab import build_tokenizer
 from training.presets import ImagePreset, resnet_preset
 from training.provenance import provenance
@@ -247,7 +247,7 @@ def _features(
         if tail is None:
             return dev_images[: len(items)]
         with torch.no_grad():
-            return ImageEncoder.features(tail.eval()(dev_images[: len(items)].float().to(device))).cpu()
+            return tail(dev_images[: len(items)].float().to(device)).cpu()
     return encode_images(model.encoder, [item.path for item in items], preset, device)
 
 
