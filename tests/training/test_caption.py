@@ -233,7 +233,7 @@ def test_tune_stages_trains_the_last_stage_alone(flickr: Path, tmp_path: Path) -
     initial = build_image_model("resnet18", num_classes=1).state_dict()
     torch.save(initial, tmp_path / "encoder.pt")
     argv = _caption_argv(flickr, tmp_path / "runs", epochs=1)
-    argv += ["--tune-stages", "1", "--encoder-lr", "1e-2", "--encoder-weights", str(tmp_path / "encoder.pt")]
+    argv += ["--tune-stages", "1", "--encoder-lr", "1e-3", "--encoder-weights", str(tmp_path / "encoder.pt")]
     assert main(argv) == 0
     run_dir = next((tmp_path / "runs").glob("captioner-*"))
     model, checkpoint = load_captioner(run_dir)
@@ -242,7 +242,14 @@ def test_tune_stages_trains_the_last_stage_alone(flickr: Path, tmp_path: Path) -
     changed = {k for k, v in trained.items() if not torch.equal(v, initial[_resnet_name(k)])}
     assert changed and all(k.startswith("6.") for k in changed)
     assert not any("running" in k for k in changed)
-    assert "last 1 stage(s) fine-tuned" in json.dumps(checkpoint["provenance"])
+    assert "last 1 stage(s) fine-tuned" in checkpoint["provenance"]["encoder"]
+    # self-critical training from it keeps that encoder as it is, and says how it was trained
+    scst_argv = ["caption-scst", str(run_dir), "--data", str(flickr), "--out", str(tmp_path / "scst")]
+    assert main([*scst_argv, "--epochs", "1", "--workers", "0", "--bleu-images", "3"]) == 0
+    scst_model, scst_checkpoint = load_captioner(next((tmp_path / "scst").glob("captioner-scst-*")))
+    for key, value in scst_model.encoder.state_dict().items():
+        assert torch.equal(value, model.encoder.state_dict()[key]), key
+    assert scst_checkpoint["provenance"]["encoder"] == checkpoint["provenance"]["encoder"]
 
 
 def _resnet_name(trunk_key: str) -> str:

@@ -221,7 +221,7 @@ def self_critical(args: argparse.Namespace) -> Path:
                 recipe="caption + caption-scst",
                 reward=f"CIDEr-D + {args.bleu_weight:g} x BLEU-4" if args.bleu_weight else "CIDEr-D",
                 initialisation=previous.get("initialisation", "unknown"),
-                encoder="frozen",
+                encoder=previous.get("encoder", "frozen"),  # the starting run's, unchanged here
                 cross_entropy_run=str(runs.find_checkpoint(args.run)),
                 cross_entropy_recipe=previous,
             ),
