@@ -1,5 +1,6 @@
 """The naive baseline: FastAPI with PyTorch eager, one request at a time, no batching, serving the same
-weights as the service (each version's checkpoint, named by its manifest's ``provenance.checkpoint``).
+weights as the service (each version's checkpoint, named by its manifest's ``provenance.checkpoint``, or
+``<name>.pt`` in the folder of ``--checkpoints``).
 
     python -m bench.naive_server --models-dir /tmp/bench-models --port 8100
 
@@ -24,6 +25,7 @@ from PIL import Image, ImageOps
 from pydantic import BaseModel
 from tokenizers import Tokenizer
 
+from bench.checkpoints import naive_checkpoint
 from contract import beam
 from contract.versions import discover
 from training.caption.export import load_captioner
@@ -61,13 +63,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
+def checkpoint_of(manifest: dict[str, Any], checkpoints: Path | None) -> Path:
+    named = manifest["provenance"].get("checkpoint")
+    path = naive_checkpoint(manifest["name"], named, checkpoints)
+    if path is None:
+        where = checkpoints / f"{manifest['name']}.pt" if checkpoints else named
+        raise SystemExit(f"no training checkpoint of {manifest['name']} at {where}")
+    return path
+
+
+def create_app(
+    models_dir: Path, device: torch.device | None = None, checkpoints: Path | None = None
+) -> FastAPI:
     device = device or torch.device("cpu")
     app = FastAPI(title="naive")
     one_at_a_time = threading.Lock()  # the endpoints are sync: FastAPI runs them in threads; serialise
 
     directory, manifest = latest_manifest(models_dir, TASK_MODELS["image-classification"])
-    classifier = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"]))).to(device)
+    classifier = build_model(load_checkpoint(checkpoint_of(manifest, checkpoints))).to(device)
     classify_transform = ImagePreset(
         **{**manifest["image"], "size": tuple(manifest["image"]["size"])}
     ).eval_transform()
@@ -85,7 +98,7 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
             return {"results": results}
 
     directory, manifest = latest_manifest(models_dir, TASK_MODELS["sentiment"])
-    sentiment = build_model(load_checkpoint(Path(manifest["provenance"]["checkpoint"]))).to(device)
+    sentiment = build_model(load_checkpoint(checkpoint_of(manifest, checkpoints))).to(device)
     text_tokenizer = Tokenizer.from_file(str(directory / manifest["text"]["tokenizer"]))
     text_spec, sentiment_labels = manifest["text"], manifest["labels"]
 
@@ -101,7 +114,7 @@ def create_app(models_dir: Path, device: torch.device | None = None) -> FastAPI:
             }
 
     directory, manifest = latest_manifest(models_dir, TASK_MODELS["image-captioning"])
-    captioner, checkpoint = load_captioner(Path(manifest["provenance"]["checkpoint"]))
+    captioner, checkpoint = load_captioner(checkpoint_of(manifest, checkpoints))
     captioner.eval().to(device)
     caption_transform = ImagePreset(
         **{**manifest["image"], "size": tuple(manifest["image"]["size"])}
@@ -150,10 +163,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch decides)")
     parser.add_argument("--device", default="auto", help="torch device: auto (CUDA if seen), cpu, cuda:0")
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="a folder of <model name>.pt checkpoints, instead of each manifest's provenance.checkpoint",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    app = create_app(args.models_dir, resolve_device(args.device))
+    app = create_app(args.models_dir, resolve_device(args.device), args.checkpoints)
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 

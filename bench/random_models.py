@@ -5,15 +5,23 @@ package (the same export as trained models), for benchmarking before trained mod
 
 Writes ``<out>/checkpoints/*.pt`` and ``<out>/{pets-resnet18,sentiment-lstm,captioner}/1/``; each
 manifest's ``provenance.checkpoint`` names its checkpoint, which the naive server loads.
+
+    python -m bench.random_models --like models/sentiment-lstm/3 --checkpoint /tmp/ckpt/sentiment-lstm.pt
+
+writes only a checkpoint, with random weights, at the architecture of a trained version whose training
+run is not on this machine (pets-resnet18, sentiment-lstm), for the naive server's ``--checkpoints``: the
+same network does the same work whatever its weights, so its speed is the trained one's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer
 
 from training import runs
 from training.backbone import build_image_model
@@ -105,12 +113,61 @@ def make_captioner(checkpoints: Path, out: Path) -> Path:
     return export_captioner(path, out, "captioner", 1)
 
 
+def checkpoint_like(version_dir: Path, path: Path) -> Path:
+    """A random-weight checkpoint at ``path`` with the architecture of the trained version in
+    ``version_dir``, read from the repository alone: pets-resnet18's ResNet-18 with one output per label,
+    or sentiment-lstm's network at SentimentConfig's sizes (those of every shipped version's training
+    command) over its tokenizer's vocabulary. The captioner's encoder and vocabulary are in its
+    checkpoint only, so it is refused (ValueError)."""
+    manifest = json.loads((version_dir / "manifest.json").read_text())
+    name, labels = manifest["name"], manifest.get("labels", [])
+    provenance = _provenance(f"the architecture of {name} v{manifest['version']}")
+    if name == "pets-resnet18":
+        model_args: dict = {"arch": "resnet18", "num_classes": len(labels)}
+        model = build_image_model("resnet18", len(labels))
+        extra = {"labels": labels, "image": manifest["image"], "provenance": provenance}
+        kind = "resnet"
+    elif name == "sentiment-lstm":
+        text = manifest["text"]
+        tokenizer = Tokenizer.from_file(str(version_dir / text["tokenizer"]))
+        config = SentimentConfig(vocab_size=tokenizer.get_vocab_size(), pad_id=text["pad_id"])
+        model_args, model = asdict(config), SentimentLSTM(config)
+        extra = {"labels": labels, "tokenizer": tokenizer.to_str(), "text": text, "provenance": provenance}
+        kind = "sentiment"
+    else:
+        raise ValueError(
+            f"{name}: only pets-resnet18 and sentiment-lstm can be rebuilt from a repository version "
+            "(a captioner's encoder and vocabulary are in its training checkpoint only)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.save_checkpoint(path, kind=kind, model=model, model_args=model_args, extra=extra)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         allow_abbrev=False, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--out", type=Path, required=True, help="a new model repository")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--out", type=Path, help="a new model repository")
+    what.add_argument(
+        "--like", type=Path, help="a trained version directory: write only a checkpoint at its architecture"
+    )
+    parser.add_argument("--checkpoint", type=Path, help="with --like: the checkpoint file to write")
     args = parser.parse_args(argv)
+    if args.like is not None:
+        if args.checkpoint is None:
+            parser.error("--like needs --checkpoint FILE")
+        if not (args.like / "manifest.json").is_file():
+            parser.error(f"--like: {args.like} is not a version directory (no manifest.json)")
+        torch.manual_seed(0)
+        try:
+            print(f"wrote {checkpoint_like(args.like, args.checkpoint)}", flush=True)
+        except ValueError as exc:
+            parser.error(f"--like: {exc}")
+        return
+    if args.checkpoint is not None:
+        parser.error("--checkpoint goes with --like")
     there = [
         name for name in ("pets-resnet18", "sentiment-lstm", "captioner") if (args.out / name / "1").exists()
     ]

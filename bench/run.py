@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from bench.checkpoints import ROOT, naive_checkpoint
 from bench.load import TASKS, photo_jpeg, review
 from contract.versions import VersionDir, discover
 from service.preprocessing import load_pixels
@@ -32,7 +33,6 @@ from service.repository import load_version, read_manifest
 from service.runtimes import CaptionerRuntime, ClassifierRuntime, Runtime, SentimentRuntime
 from service.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"classify": "pets-resnet18", "sentiment": "sentiment-lstm", "caption": "captioner"}
 Row = dict[str, Any]
 
@@ -57,16 +57,16 @@ def load_runtime(models_dir: Path, name: str) -> Runtime:
     return load_version(read_manifest(version), version.path, Settings(models_dir=models_dir))
 
 
-def missing_checkpoints(models_dir: Path, tasks: list[str]) -> list[str]:
+def missing_checkpoints(models_dir: Path, tasks: list[str], checkpoints: Path | None = None) -> list[str]:
     """The models of ``tasks`` whose training checkpoint is not on this machine: the naive server serves
-    the same weights from it (``provenance.checkpoint``, a run directory or file, from the project root),
-    and the repository holds only the ONNX graphs."""
+    the same weights from it (``provenance.checkpoint``, a run directory or file, from the project root,
+    or ``<name>.pt`` in ``checkpoints``), and the repository holds only the ONNX graphs."""
     missing = []
     for task in tasks:
         named = read_manifest(latest_version(models_dir, MODELS[task])).provenance.get("checkpoint")
-        path = ROOT / str(named)
-        if not named or not (path.is_file() or (path / "checkpoint.pt").is_file()):
-            missing.append(f"{MODELS[task]} ({named or 'names none'})")
+        if naive_checkpoint(MODELS[task], named, checkpoints) is None:
+            where = checkpoints / f"{MODELS[task]}.pt" if checkpoints else named or "names none"
+            missing.append(f"{MODELS[task]} ({where})")
     return missing
 
 
@@ -245,6 +245,12 @@ def main(argv: list[str] | None = None) -> None:
         "--naive-device", default="auto", help="the naive server's torch device (auto: CUDA if torch sees it)"
     )
     parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="a folder of <model name>.pt training checkpoints for the naive server, instead of each "
+        "manifest's provenance.checkpoint (e.g. on a machine the training runs never reached)",
+    )
+    parser.add_argument(
         "--workers",
         default="1",
         help="the service's worker processes (its workers setting); several counts, comma-separated, "
@@ -268,12 +274,14 @@ def main(argv: list[str] | None = None) -> None:
     for option in ("concurrency", "caption_concurrency", "requests", "duration", "load_processes"):
         if getattr(args, option) <= 0:
             parser.error(f"--{option.replace('_', '-')} must be positive")
-    missing = missing_checkpoints(args.models_dir, tasks)
+    missing = missing_checkpoints(args.models_dir, tasks, args.checkpoints)
     if missing:  # found before minutes of measuring, not when the naive server fails to start
         parser.error(
             f"the naive server loads each model's training checkpoint, and these are not here: "
-            f"{', '.join(missing)}. Train the models (training/README.md), or benchmark the real "
-            "architectures with random weights: python -m bench.random_models --out DIR"
+            f"{', '.join(missing)}. Train the models (training/README.md), give --checkpoints DIR (a "
+            "trained model's architecture with random weights: python -m bench.random_models --like "
+            "VERSION_DIR --checkpoint DIR/NAME.pt), or benchmark the real architectures with random "
+            "weights: python -m bench.random_models --out DIR"
         )
     rows: list[Row] = []
     ran_on: dict[str, str] = {}
@@ -311,6 +319,8 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(load(url, task, 1, args.requests, args.duration, system))
     naive = [sys.executable, "-m", "bench.naive_server", "--models-dir", str(args.models_dir)]
     naive += ["--device", args.naive_device]
+    if args.checkpoints:
+        naive += ["--checkpoints", str(args.checkpoints.resolve())]
     with server(naive, "/docs") as url:
         ran_on["naive"] = "torch {torch}, {device}".format(**httpx.get(url + "/info").json())
         for task in tasks:

@@ -83,3 +83,19 @@ def test_missing_training_checkpoints_are_named_before_anything_is_measured(
         main(["--models-dir", str(tmp_path / "models"), "--tasks", "sentiment"])
     assert exit_info.value.code == 2
     assert f"these are not here: sentiment-lstm ({tmp_path / 'gone.pt'})" in capsys.readouterr().err
+
+
+def test_a_folder_of_checkpoints_replaces_the_manifests(tmp_path: Path) -> None:
+    # on a machine the training runs never reached (a GPU host), the naive server's checkpoints are
+    # <name>.pt in one folder (bench.device writes it), whatever the manifest names
+    shipped = latest_version(ROOT / "models", "sentiment-lstm").path
+    version = tmp_path / "models" / "sentiment-lstm" / shipped.name
+    version.mkdir(parents=True)
+    (version / "manifest.json").write_bytes((shipped / "manifest.json").read_bytes())
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    assert missing_checkpoints(tmp_path / "models", ["sentiment"], folder) == [
+        f"sentiment-lstm ({folder / 'sentiment-lstm.pt'})"
+    ]
+    (folder / "sentiment-lstm.pt").write_bytes(b"")
+    assert missing_checkpoints(tmp_path / "models", ["sentiment"], folder) == []
