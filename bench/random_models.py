@@ -34,11 +34,16 @@ from training.export import export_version
 from training.nets import SentimentConfig, SentimentLSTM
 from training.presets import resnet_preset
 
-PETS_CLASSES = 37  # Oxford-IIIT Pets breeds
+# the shipped defaults' sizes: pets-resnet18 v1 (cats vs dogs at 160 px), sentiment-lstm v3 (20,000 words),
+# captioner v5 (EfficientNet-Lite0 cut at its head, 224 px, 2,541 tokens, length penalty 0.5, no repeated
+# trigram)
+PETS_LABELS = ["cats", "dogs"]
+PETS_SIZE = 160
 SENTIMENT_VOCAB = 20000  # training/sentiment.py's default --vocab-size
-CAPTION_VOCAB = 5000
-CAPTION_SIZE = 160  # training/caption/cli.py's default --image-size
-IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+CAPTION_VOCAB = 2541
+CAPTION_ARCH = "efficientnet_lite0"
+CAPTION_SIZE = 224
+CAPTION_DECODING = {"length_penalty": 0.5, "no_repeat_ngram": 3}
 
 
 def _provenance(what: str) -> dict:
@@ -50,16 +55,16 @@ def _provenance(what: str) -> dict:
 
 
 def make_classifier(checkpoints: Path, out: Path) -> Path:
-    model = build_image_model("resnet18", PETS_CLASSES)
+    model = build_image_model("resnet18", len(PETS_LABELS))
     path = checkpoints / "pets-resnet18.pt"
     runs.save_checkpoint(
         path,
         kind="resnet",
         model=model,
-        model_args={"arch": "resnet18", "num_classes": PETS_CLASSES},
+        model_args={"arch": "resnet18", "num_classes": len(PETS_LABELS)},
         extra={
-            "labels": [f"breed-{i}" for i in range(PETS_CLASSES)],
-            "image": resnet_preset(224).manifest(),
+            "labels": PETS_LABELS,
+            "image": resnet_preset(PETS_SIZE).manifest(),
             "provenance": _provenance("resnet18"),
         },
     )
@@ -87,17 +92,12 @@ def make_sentiment(checkpoints: Path, out: Path) -> Path:
 
 
 def make_captioner(checkpoints: Path, out: Path) -> Path:
-    tokenizer = build_caption_tokenizer([" ".join(f"w{i}" for i in range(CAPTION_VOCAB))], min_freq=1)
-    config = CaptionerConfig(vocab_size=tokenizer.get_vocab_size(), feature_layer="layer3")
+    words = CAPTION_VOCAB - 4  # the tokenizer adds its four special tokens
+    tokenizer = build_caption_tokenizer([" ".join(f"w{i}" for i in range(words))], min_freq=1)
+    config = CaptionerConfig(vocab_size=tokenizer.get_vocab_size(), arch=CAPTION_ARCH, feature_layer="head")
     model = Captioner(config)
     path = checkpoints / "captioner.pt"
-    image = {
-        "color_mode": "RGB",
-        "resize": None,
-        "size": [CAPTION_SIZE, CAPTION_SIZE],
-        **IMAGENET,
-        "invert": False,
-    }
+    image = resnet_preset(CAPTION_SIZE, crop=False, arch=CAPTION_ARCH).manifest()
     runs.save_checkpoint(
         path,
         kind=CAPTIONER_KIND,
@@ -107,10 +107,10 @@ def make_captioner(checkpoints: Path, out: Path) -> Path:
             "tokenizer": tokenizer.to_str(),
             "image": image,
             "max_length": 20,
-            "provenance": _provenance("resnet18 layer3 + attention LSTM"),
+            "provenance": _provenance("EfficientNet-Lite0 + attention LSTM"),
         },
     )
-    return export_captioner(path, out, "captioner", 1)
+    return export_captioner(path, out, "captioner", 1, **CAPTION_DECODING)
 
 
 def checkpoint_like(version_dir: Path, path: Path) -> Path:
