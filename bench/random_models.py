@@ -43,7 +43,8 @@ SENTIMENT_VOCAB = 20000  # training/sentiment.py's default --vocab-size
 CAPTION_VOCAB = 2541
 CAPTION_ARCH = "efficientnet_lite0"
 CAPTION_SIZE = 224
-CAPTION_DECODING = {"length_penalty": 0.5, "no_repeat_ngram": 3}
+CAPTION_LENGTH_PENALTY = 0.5
+CAPTION_NO_REPEAT_NGRAM = 3
 
 
 def _provenance(what: str) -> dict:
@@ -110,7 +111,14 @@ def make_captioner(checkpoints: Path, out: Path) -> Path:
             "provenance": _provenance("EfficientNet-Lite0 + attention LSTM"),
         },
     )
-    return export_captioner(path, out, "captioner", 1, **CAPTION_DECODING)
+    return export_captioner(
+        path,
+        out,
+        "captioner",
+        1,
+        length_penalty=CAPTION_LENGTH_PENALTY,
+        no_repeat_ngram=CAPTION_NO_REPEAT_NGRAM,
+    )
 
 
 def checkpoint_like(version_dir: Path, path: Path) -> Path:
