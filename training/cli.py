@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from training.data import DataError
+from training.errors import NumericalError
 from training.options import (
     ARCHS,
     NGRAM_BUCKETS,
@@ -460,12 +461,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; dataset problems, files or directories that cannot be
-    read or written (an existing version, a read-only --out), a version a command cannot work on, and failed
-    downloads (``--weights imagenet`` without internet access) exit with status 2 and a message."""
+    read or written (an existing version, a read-only --out), a version a command cannot work on, numbers
+    training cannot go on with (a diverged encoder's features), and failed downloads (``--weights imagenet``
+    without internet access) exit with status 2 and a message."""
     args = get_args_parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, OSError, UnsuitableVersion) as exc:
+    except (DataError, NumericalError, OSError, UnsuitableVersion) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

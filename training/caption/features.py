@@ -18,7 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from training.errors import NumericalError
 from training.presets import ImagePreset
+
+FLOAT16_MAX = torch.finfo(torch.float16).max  # 65,504: what the cache's float16 holds
 
 
 class ImageFiles(Dataset):
@@ -56,15 +59,24 @@ def encode_images(
     workers: int = 0,
 ) -> torch.Tensor:
     """What ``encoder`` outputs for every image (float16, on the CPU), in eval mode: features [N, L, D]
-    for an :class:`ImageEncoder`, maps [N, C, h, w] for the front of one (``ImageEncoder.split``)."""
+    for an :class:`ImageEncoder`, maps [N, C, h, w] for the front of one (``ImageEncoder.split``).
+    Outputs that are not finite or beyond float16's range raise :class:`NumericalError` (float16 would
+    hold them as inf, and training would fail later on a traceback far from the cause)."""
     encoder.eval().to(device)
     loader = DataLoader(
         ImageFiles(paths, preset.eval_transform()), batch_size=batch_size, num_workers=workers
     )
-    chunks = [
-        encoder(pixels.to(device)).half().cpu()
-        for pixels in tqdm(loader, desc="encoding images", unit="batch", leave=False)
-    ]
+    chunks = []
+    for pixels in tqdm(loader, desc="encoding images", unit="batch", leave=False):
+        outputs = encoder(pixels.to(device))
+        largest = float(outputs.abs().max())
+        if not largest <= FLOAT16_MAX:  # nan fails this too
+            raise NumericalError(
+                f"the image encoder's outputs reach {largest:.3g}, beyond the {FLOAT16_MAX:,.0f} that the "
+                "float16 feature cache holds: its weights have diverged (a fine-tuned encoder: a lower "
+                "--encoder-lr)"
+            )
+        chunks.append(outputs.half().cpu())
     return torch.cat(chunks)
 
 
