@@ -615,8 +615,12 @@ def test_average_of_a_run_and_its_self_critical_continuation(
 def test_self_critical_refuses_one_sample_and_other_kinds(
     run_dir: Path, flickr: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    with pytest.raises(SystemExit, match="at least 2"):
+    with pytest.raises(SystemExit) as exit_info:
         main(["caption-scst", str(run_dir), "--data", str(flickr), "--samples", "1"])
+    assert exit_info.value.code == 2
+    assert (
+        "--samples: must be at least 2 (the baseline is the other samples), got 1" in capsys.readouterr().err
+    )
     other = tmp_path / "other.pt"
     torch.save({"kind": "digits", "model_args": {}, "state_dict": {}}, other)
     capsys.readouterr()

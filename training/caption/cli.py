@@ -206,7 +206,10 @@ def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run", type=Path, help="the captioner run (or its checkpoint.pt) to start from")
     parser.add_argument("--data", type=Path, required=True, help="the dataset the run was trained on")
     parser.add_argument(
-        "--samples", type=int, default=5, help="captions sampled per image, at least 2 (default %(default)s)"
+        "--samples",
+        type=_sample_count,
+        default=5,
+        help="captions sampled per image, at least 2 (default %(default)s)",
     )
     parser.add_argument(
         "--bleu-weight",
@@ -247,9 +250,17 @@ def register_self_critical(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_self_critical)
 
 
+def _sample_count(text: str) -> int:
+    """caption-scst's --samples: at least 2, since each sample's baseline is the mean of the others."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(
+            f"must be at least 2 (the baseline is the other samples), got {value}"
+        )
+    return value
+
+
 def _self_critical(args: argparse.Namespace) -> Path:
-    if args.samples < 2:
-        raise SystemExit("caption-scst: --samples must be at least 2 (the baseline is the other samples)")
     from training.caption.scst import self_critical
 
     return self_critical(args)
