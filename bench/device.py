@@ -10,7 +10,7 @@ cut into parts that each fit a call, staged there (``.gpu-stage``, ignored) whil
     mv models ../models.aside                   # here: the tracked models/ (139 MiB) must not travel
     python3 -m bench.device stage .gpu/part-01  # there, one call per part; carry .gpu/plan.json and it
     ...
-    python3 -m bench.device go --part .gpu/part-07 --out "$OUT"   # there: the last part, then everything
+    python3 -m bench.device go --part .gpu/part-06 --out "$OUT"   # there: the last part, then everything
     mv ../models.aside models                   # here, after the last call
 
 ``go`` checks each part's and the bundle's sha256, unpacks the bundle, installs its wheels with pip
@@ -263,17 +263,29 @@ def pack(
     return plan
 
 
-def travelling_mib(root: Path = ROOT) -> float:
-    """What a device call sends from ``root`` besides its carried paths: tracked files that are there
-    and untracked files git does not ignore, in MiB."""
+def travelling_mib(root: Path = ROOT, without: Sequence[str] = ()) -> float:
+    """What a device call sends from ``root`` besides its carried paths, in MiB: tracked files that are
+    there and untracked files git does not ignore, except those under the folders ``without``."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=root,
         capture_output=True,
         check=True,
     ).stdout
-    paths = {root / name for name in listed.decode().split("\0") if name}
+    names = {n for n in listed.decode().split("\0") if n and not any(n.startswith(f"{w}/") for w in without)}
+    paths = [root / name for name in names]
     return sum(p.stat().st_size for p in paths if p.is_file() and not p.is_symlink()) / MIB
+
+
+def largest_part_mib(tree_mib: float) -> float:
+    """The largest part a call can carry beside a working tree of ``tree_mib`` (and the plan), in whole
+    MiB, with 1.5 MiB to spare."""
+    largest = float(int(CALL_LIMIT_MIB - tree_mib - 1.5))
+    if largest < 8:
+        raise DeviceError(
+            f"the working tree is {tree_mib:.1f} MiB: too little of a call's {CALL_LIMIT_MIB} is left"
+        )
+    return largest
 
 
 def calls(plan: dict, out: Path, timeout_s: int = 600) -> list[str]:
@@ -576,7 +588,9 @@ def parser() -> argparse.ArgumentParser:
     packing.add_argument("--models-dir", type=Path, default=ROOT / "models")
     packing.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="bench.batch's")
     packing.add_argument(
-        "--part-mib", type=float, default=56.0, help="largest part (default 56: a call also sends the tree)"
+        "--part-mib",
+        type=float,
+        help="largest part (default: what a call can carry beside the working tree without models/)",
     )
     packing.add_argument(
         "--python",
@@ -614,18 +628,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.verb == "pack":
-            if args.part_mib <= 0 or args.part_mib >= CALL_LIMIT_MIB:
+            tree = travelling_mib(without=("models",))
+            part_mib = args.part_mib or largest_part_mib(tree)
+            if not 0 < part_mib < CALL_LIMIT_MIB:
                 p.error(f"--part-mib must be between 0 and {CALL_LIMIT_MIB}")
-            plan = pack(args.out, args.models_dir, args.data, args.part_mib, args.python)
-            tree = travelling_mib()
+            plan = pack(args.out, args.models_dir, args.data, part_mib, args.python)
             print(
-                f"{len(plan['parts'])} parts, {plan['bytes'] / MIB:.0f} MiB, {len(plan['wheels'])} wheels; "
-                f"models {plan['models']}; checkpoints {plan['checkpoints']}; data {plan['data']}"
+                f"{len(plan['parts'])} parts of at most {part_mib:g} MiB, {plan['bytes'] / MIB:.0f} MiB in "
+                f"all, {len(plan['wheels'])} wheels; models {plan['models']}; "
+                f"checkpoints {plan['checkpoints']}; data {plan['data']}"
             )
             print(
-                f"a call sends the working tree, now {tree:.1f} MiB, and its part: at most {CALL_LIMIT_MIB}"
+                f"a call sends the working tree ({tree:.1f} MiB without models/), the plan and one part: "
+                f"at most {CALL_LIMIT_MIB} MiB"
             )
-            if tree + args.part_mib > CALL_LIMIT_MIB:
+            if travelling_mib() - tree > 0.1:
                 print("first: mv models ../models.aside (and back after the last call)")
             print("then, one call after the other while the machine is warm:")
             print("\n".join(calls(plan, args.out)))

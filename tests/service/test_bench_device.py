@@ -24,11 +24,13 @@ from bench.device import (
     Step,
     calls,
     install,
+    largest_part_mib,
     main,
     pack,
     read_plan,
     run_step,
     stage,
+    travelling_mib,
     unmet_requirements,
     unpack,
 )
@@ -239,3 +241,25 @@ def test_the_calls_fit_the_device_tool(packed: tuple[Path, dict, Path, Path]) ->
         assert carry == [".gpu/plan.json", f".gpu/{entry['file']}"]
         assert command.split()[4 if entry is not plan["parts"][-1] else 5] == f".gpu/{entry['file']}"
     assert lines[-1].split("command='")[1].startswith("python3 -m bench.device go --part")
+
+
+def test_what_a_call_sends_and_the_part_beside_it(tmp_path: Path) -> None:
+    # tracked and untracked-not-ignored files travel; ignored ones and (once moved out) models/ do not
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/ignored/\n")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "ignored").mkdir()
+    for name, mib in (
+        ("tracked.bin", 1.0),
+        ("models/model.onnx", 3.0),
+        ("untracked.bin", 0.5),
+        ("ignored/x", 5),
+    ):
+        (tmp_path / name).write_bytes(b"\0" * int(mib * (1 << 20)))
+    subprocess.run(["git", "add", "tracked.bin", "models/model.onnx"], cwd=tmp_path, check=True)
+    extra = len("/ignored/\n") / (1 << 20)  # the .gitignore travels too
+    assert travelling_mib(tmp_path) == pytest.approx(4.5 + extra)
+    assert travelling_mib(tmp_path, without=("models",)) == pytest.approx(1.5 + extra)
+    assert largest_part_mib(1.5) == 61.0
+    with pytest.raises(DeviceError, match="too little of a call's 64 is left"):
+        largest_part_mib(56.0)
