@@ -7,6 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINT_NAME = "checkpoint.pt"  # a run directory's checkpoint (training/runs.py)
+# the models whose network ``bench.random_models --like`` rebuilds from their repository version alone (a
+# captioner's encoder and vocabulary are in its training checkpoint only)
+REBUILDABLE = ("pets-resnet18", "sentiment-lstm")
 
 
 def naive_checkpoint(name: str, named: object, checkpoints: Path | None = None) -> Path | None:

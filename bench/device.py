@@ -22,8 +22,8 @@ step under its own time limit inside ``--budget-s``: the environment, ``service.
 output and chart land in ``--out`` (at most 8 files: what a call brings back). While the machine is warm,
 ``go --steps run,batch`` reruns steps without unpacking or installing again.
 
-Only the standard library is imported at module level: the device's Python has none of this project's
-dependencies until ``go`` has installed them.
+Only the standard library (and ``bench.checkpoints``, which imports nothing else) is imported at module
+level: the device's Python has none of this project's dependencies until ``go`` has installed them.
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench.checkpoints import REBUILDABLE, ROOT, naive_checkpoint
+
 PACK_DIR = ROOT / ".gpu"
 PLAN = "plan.json"
 # there: in the checkout, where a warm machine keeps ignored files between calls
@@ -160,8 +161,6 @@ def latest_version_dir(models_dir: Path, name: str) -> Path:
 
 def trained_checkpoint(version_dir: Path) -> Path | None:
     """The training checkpoint a version's manifest names, when it is on this machine."""
-    from bench.checkpoints import naive_checkpoint
-
     manifest = json.loads((version_dir / "manifest.json").read_text())
     return naive_checkpoint(manifest["name"], manifest.get("provenance", {}).get("checkpoint"))
 
@@ -481,7 +480,11 @@ def naive_checkpoints(bundle_dir: Path, stage_dir: Path, env: dict[str, str], lo
         if carried.is_file():
             shutil.copyfile(carried, target)
             log.line(f"checkpoint {name}: trained (carried)")
-        elif not target.is_file():
+        elif target.is_file():
+            log.line(f"checkpoint {name}: made earlier")
+        elif name not in REBUILDABLE:
+            log.line(f"checkpoint {name}: none (not carried, and not rebuildable: the naive server fails)")
+        else:
             command = [sys.executable, "-m", "bench.random_models", "--like", str(version_dir)]
             done = subprocess.run(
                 [*command, "--checkpoint", str(target)], env=env, capture_output=True, text=True

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from bench.checkpoints import REBUILDABLE
 from training import runs
 from training.backbone import build_image_model
 from training.caption.export import export_version as export_captioner
@@ -144,7 +145,7 @@ def checkpoint_like(version_dir: Path, path: Path) -> Path:
         kind = "sentiment"
     else:
         raise ValueError(
-            f"{name}: only pets-resnet18 and sentiment-lstm can be rebuilt from a repository version "
+            f"{name}: only {' and '.join(REBUILDABLE)} can be rebuilt from a repository version "
             "(a captioner's encoder and vocabulary are in its training checkpoint only)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -263,3 +263,28 @@ def test_what_a_call_sends_and_the_part_beside_it(tmp_path: Path) -> None:
     assert largest_part_mib(1.5) == 61.0
     with pytest.raises(DeviceError, match="too little of a call's 64 is left"):
         largest_part_mib(56.0)
+
+
+def test_go_unpacks_installs_and_runs_the_steps_asked_for(
+    packed: tuple[Path, dict, Path, Path], tmp_path: Path
+) -> None:
+    # the whole of go on the tiny bundle, with the cheapest step: the report names each stage, the
+    # step's output lands in --out, and a rerun on the warm stage needs no parts
+    out, plan, _, _ = packed
+    staged, results = tmp_path / "stage", tmp_path / "out"
+    parts = [str(out / entry["file"]) for entry in plan["parts"]]
+    argv = ["go", "--plan", str(out / "plan.json"), "--stage", str(staged), "--out", str(results)]
+    carried = [arg for part in parts for arg in ("--part", part)]
+    assert main([*argv, *carried, "--steps", "environment"]) == 0
+    log = (results / "session.log").read_text()
+    assert f"all {len(parts)} parts staged" in log
+    assert "unmet requirements" in log and "tinypkg 1.0 needs surely-absent-package>=2, has none" in log
+    assert "available providers:" in log and "CPUExecutionProvider" in log
+    # the tiny models are not benchmark models: no checkpoint can be made like them, and go says so
+    assert "checkpoint tiny-classifier: none (not carried, and not rebuildable" in log
+    assert "environment: exit 0" in log and log.rstrip().endswith("done: 0 step(s) not completed")
+    assert "| onnxruntime" in (results / "environment.txt").read_text()
+    assert sorted(p.name for p in results.iterdir()) == ["environment.txt", "session.log"]
+    for part in parts:
+        Path(part).unlink()
+    assert main([*argv, "--steps", "environment"]) == 0
