@@ -117,7 +117,8 @@ def download_wheels(requirements: Sequence[str], into: Path, python: str) -> lis
         command += ["--platform", platform]
     done = subprocess.run([*command, *requirements], capture_output=True, text=True)
     if done.returncode != 0:
-        raise DeviceError(f"pip download failed: {done.stderr.strip().splitlines()[-1:]}")
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise DeviceError(f"pip download failed: {last}")
     return sorted(into.glob("*.whl"))
 
 
@@ -248,7 +249,13 @@ def pack(
                 checkpoint = trained_checkpoint(version_dir)
                 if checkpoint is not None:
                     tar.add(checkpoint, f"checkpoints/{name}.pt")
-                plan["checkpoints"][name] = "trained" if checkpoint else "random weights, same network"
+                plan["checkpoints"][name] = (
+                    "trained"
+                    if checkpoint
+                    else "random weights, same network"
+                    if name in REBUILDABLE
+                    else "none: the naive server will not start"
+                )
             for item in BATCH_DATA if data_dir else ():
                 assert data_dir is not None
                 if (data_dir / item).exists():
@@ -562,6 +569,10 @@ def go(args: argparse.Namespace) -> int:
         left = deadline - time.monotonic()
         if left < 20:
             log.line(f"{step.name}: skipped, {left:.0f} s of the budget left")
+            failed += 1
+            continue
+        if step.name == "batch" and not (bundle_dir / "data").is_dir():
+            log.line("batch: skipped, the bundle holds no data (pack found none under --data)")
             failed += 1
             continue
         log.line(f"{step.name}: {' '.join(step.command[1:])}")
