@@ -98,9 +98,7 @@ def project_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]
 
 def pip() -> list[str]:
     """pip: this Python's, or (a uv-made environment has none) the first ``python3`` on the PATH's."""
-    import importlib.util
-
-    if importlib.util.find_spec("pip") is not None:
+    if _has_module("pip"):
         return [sys.executable, "-m", "pip"]
     python3 = shutil.which("python3")
     if python3 is None:
@@ -440,6 +438,30 @@ def device_env(site: Path) -> dict[str, str]:
     return env
 
 
+def machine() -> str:
+    """One line about where this runs, without importing anything heavy: Python, pip, the GPUs
+    ``nvidia-smi -L`` lists and the CUDA library folders ``go`` would put on the loader's path."""
+    import platform
+
+    smi = shutil.which("nvidia-smi")
+    gpus = "no nvidia-smi"
+    if smi:
+        listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout.strip()
+        gpus = "; ".join(listed.splitlines()) or "nvidia-smi lists no GPU"
+    has_pip = "pip" if _has_module("pip") else "no pip in this Python"
+    libraries = nvidia_library_dirs()
+    return (
+        f"python {platform.python_version()} ({sys.executable}), {has_pip}; {gpus}; "
+        f"{len(libraries)} nvidia library folders{': ' + ', '.join(libraries) if libraries else ''}"
+    )
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -665,6 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb == "stage":
             missing = stage(args.part, plan, args.stage)
             print(f"{len(plan['parts']) - len(missing)} of {len(plan['parts'])} parts staged in {args.stage}")
+            print(machine())  # learnt early, in case the loan ends before go
             return 0
         for option in ("budget_s", "duration", "requests"):
             if getattr(args, option) <= 0:

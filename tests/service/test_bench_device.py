@@ -137,6 +137,18 @@ def test_parts_staged_one_call_at_a_time_unpack_and_install(
     assert (site / "tinypkg" / "__init__.py").stat().st_mtime_ns == installed
 
 
+def test_a_staging_call_says_what_is_staged_and_where_it_ran(
+    packed: tuple[Path, dict, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, plan, _, _ = packed
+    argv = ["stage", "--plan", str(out / "plan.json"), "--stage", str(tmp_path / "stage")]
+    assert main([*argv, str(out / "part-01")]) == 0
+    staged, where = capsys.readouterr().out.splitlines()[-2:]
+    assert staged == f"1 of {len(plan['parts'])} parts staged in {tmp_path / 'stage'}"
+    assert where.startswith(f"python {sys.version.split()[0]} ({sys.executable}), ")
+    assert "nvidia library folders" in where
+
+
 def test_a_part_that_does_not_match_the_plan_is_refused_and_not_staged(
     packed: tuple[Path, dict, Path, Path], tmp_path: Path
 ) -> None:
