@@ -233,9 +233,7 @@ def _advance_group(
         done = finished[part]
         candidates[done] = -np.inf
         candidates[done, eos_id] = scores[part][done]  # a finished beam's only continuation, at no cost
-        candidates = candidates.reshape(len(candidates), k * vocab)
-        best[part] = top_k(candidates, best.shape[1])
-        chosen[part] = candidates[np.arange(len(candidates))[:, None], best[part]]
+        best[part], chosen[part] = _top_k(candidates.reshape(len(candidates), k * vocab), best.shape[1])
     beam, token = best // vocab, best % vocab
     images = np.arange(n_images)[:, None]
     scores = chosen
@@ -269,14 +267,42 @@ def _advance_group(
         start = end
 
 
+# up to this k, ``top_k`` takes each row's largest value one at a time: k passes of argmax over a row
+# cost less than one argpartition of it (for 32 images of the default captioner, 3 beams: 0.07 ms
+# against 0.3 ms on this project's CPU)
+ARGMAX_PASSES_UP_TO = 8
+
+
 def top_k(values: np.ndarray, k: int) -> np.ndarray:
     """Per row of ``values``, the indices of its ``k`` largest, largest first, ties to the lower index:
     exactly ``np.argsort(-values, axis=1, kind="stable")[:, :k]``, in linear time. A full sort of the
     beams' candidates (beams x vocabulary per image) took most of a decoder step for 32 images (23 ms
     against 3.5 ms on this project's CPU), on a GPU as much as on a CPU."""
+    return _top_k(values.copy() if k <= ARGMAX_PASSES_UP_TO else values, k)[0]
+
+
+def _top_k(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k`'s indices and their values; up to ``ARGMAX_PASSES_UP_TO`` it overwrites ``values``
+    (each taken value with -inf)."""
     if k >= values.shape[1]:
-        return np.argsort(-values, axis=1, kind="stable")[:, :k]
+        order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+        return order, np.take_along_axis(values, order, axis=1)
     rows = np.arange(len(values))[:, None]  # indexing by rows and columns: take_along_axis, cheaper
+    if k <= ARGMAX_PASSES_UP_TO:
+        result = np.empty((len(values), k), dtype=np.int64)
+        taken = np.empty((len(values), k), dtype=values.dtype)
+        for i in range(k):  # argmax: the first of the largest, so ties go to the lower index
+            result[:, i] = values.argmax(axis=1)
+            taken[:, i] = values[rows[:, 0], result[:, i]]
+            values[rows[:, 0], result[:, i]] = -np.inf
+        # a row that ran out of values above -inf (or holds nan): argmax no longer tells the taken from
+        # the rest, so the row is put back and sorted
+        short = ~(taken > -np.inf).all(axis=1)
+        if short.any():
+            values[rows, result] = taken
+            result[short] = np.argsort(-values[short], axis=1, kind="stable")[:, :k]
+            taken[short] = np.take_along_axis(values[short], result[short], axis=1)
+        return result, taken
     chosen = np.argpartition(values, values.shape[1] - k, axis=1)[:, -k:]
     chosen_values = values[rows, chosen]
     order = np.lexsort((chosen, -chosen_values), axis=1)  # largest first, then the lower index
@@ -285,4 +311,4 @@ def top_k(values: np.ndarray, k: int) -> np.ndarray:
     tied = (values >= chosen_values.min(axis=1, keepdims=True)).sum(axis=1) != k
     if tied.any():
         result[tied] = np.argsort(-values[tied], axis=1, kind="stable")[:, :k]
-    return result
+    return result, values[rows, result]

@@ -70,12 +70,27 @@ def test_length_penalty_decides_between_a_short_and_a_long_caption(
 
 
 @pytest.mark.parametrize("rows", [1, 5, 32])
-@pytest.mark.parametrize("k", [1, 3, 8])
+@pytest.mark.parametrize("k", [1, 3, 8, 9, 12])  # up to 8 by passes of argmax, beyond by argpartition
 def test_top_k_is_the_stable_sort_s_first_k(rows: int, k: int) -> None:
     rng = np.random.default_rng(rows * 10 + k)
     values = rng.normal(size=(rows, 3 * 50))
     values[0, :20] = -np.inf  # finished beams and not-yet-live beams give -inf candidates
+    values[-1, 140:] = -np.inf
+    values[-1, :140] = np.round(values[-1, :140])  # many ties
+    given = values.copy()
     np.testing.assert_array_equal(top_k(values, k), np.argsort(-values, axis=1, kind="stable")[:, :k])
+    np.testing.assert_array_equal(values, given)  # the caller's values are left as they were
+
+
+@pytest.mark.parametrize("k", [2, 4, 10])
+def test_top_k_of_rows_short_of_finite_values_or_holding_nan_is_the_sort_s(k: int) -> None:
+    values = np.full((4, 12), -np.inf)
+    values[0, [7, 2]] = [1.0, 3.0]  # fewer finite values than k
+    values[1, [5, 9]] = [np.nan, 2.0]
+    values[2] = np.arange(12.0)
+    values[3, 11] = 0.0
+    expected = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(top_k(values, k), expected)
 
 
 def test_top_k_breaks_ties_towards_the_lower_index() -> None:
