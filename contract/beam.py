@@ -180,8 +180,7 @@ def advance_together(
         log_probs[:, banned] = -np.inf
     starts = [0, *itertools.accumulate(s.rows for s in searches)]
     if blocking:
-        for search, start, end in zip(searches, starts, starts[1:], strict=False):
-            _block_repeats(search, log_probs[start:end])
+        _block_repeats(searches, starts, log_probs)
     if len(searches) == 1:
         _advance_group(list(searches), log_probs, h_out, c_out)
         return
@@ -196,22 +195,27 @@ def advance_together(
         _advance_group([searches[i] for i in members], log_probs[rows], h_out[rows], c_out[rows])
 
 
-def _block_repeats(search: BeamSearch, log_probs: np.ndarray) -> None:
-    """Set to -inf, per row of ``search``, the log-probability of every token that would complete an
-    n-gram (n = ``search.no_repeat_ngram``) the row's beam already holds: where the beam's last n - 1
-    tokens occurred before, the token that followed them then. (A finished beam's row is ignored later:
-    its only continuation is ``eos``.)"""
-    n, history = search.no_repeat_ngram, search.history  # history is kept only while n > 0
-    if history is None or history.shape[2] < n:
-        return
-    tokens = history.reshape(search.rows, -1)
-    steps = tokens.shape[1]
-    windows = steps - n + 1  # the n-grams held so far, by start
-    match = np.ones((search.rows, windows), dtype=bool)
-    for offset in range(n - 1):  # window j's first n - 1 tokens equal the last n - 1
-        match &= tokens[:, offset : offset + windows] == tokens[:, steps - n + 1 + offset, None]
-    rows, starts = np.nonzero(match)
-    log_probs[rows, tokens[rows, starts + n - 1]] = -np.inf
+def _block_repeats(searches: Sequence[BeamSearch], starts: Sequence[int], log_probs: np.ndarray) -> None:
+    """Set to -inf, per row of each search (its rows from ``starts``), the log-probability of every token
+    that would complete an n-gram (n = the search's ``no_repeat_ngram``) the row's beam already holds:
+    where the beam's last n - 1 tokens occurred before, the token that followed them then. Searches with
+    the same n and as many steps so far are matched in one set of array operations. (A finished beam's
+    row is ignored later: its only continuation is ``eos``.)"""
+    groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
+    for i, search in enumerate(searches):
+        history = search.history  # kept only while n > 0: [images, k, steps]
+        if history is not None and history.shape[2] >= search.no_repeat_ngram:
+            key = (search.no_repeat_ngram, history.shape[2])
+            groups.setdefault(key, []).append((i, history.reshape(search.rows, history.shape[2])))
+    for (n, steps), members in groups.items():
+        tokens = members[0][1] if len(members) == 1 else np.concatenate([h for _, h in members])
+        rows = np.concatenate([np.arange(starts[i], starts[i + 1]) for i, _ in members])
+        windows = steps - n + 1  # the n-grams held so far, by start
+        match = np.ones((len(tokens), windows), dtype=bool)
+        for offset in range(n - 1):  # window j's first n - 1 tokens equal the last n - 1
+            match &= tokens[:, offset : offset + windows] == tokens[:, steps - n + 1 + offset, None]
+        hits, first = np.nonzero(match)
+        log_probs[rows[hits], tokens[hits, first + n - 1]] = -np.inf
 
 
 def _advance_group(

@@ -151,6 +151,51 @@ def test_searches_advanced_together_each_advance_as_they_would_alone() -> None:
             assert not _repeats(hypothesis.tokens, search.no_repeat_ngram)
 
 
+def test_searches_sharing_their_blocking_are_blocked_together_each_as_alone() -> None:
+    # n-gram blocking is matched for all the searches of one n and one step count at once: here n = 2 for
+    # searches 0, 2 and 4 (0 and 2 start together, rows apart; 4 joins two steps later) and n = 3 for 1
+    # and 3; a vocabulary of 5 makes repeats likely, so blocking decides often
+    rng = np.random.default_rng(11)
+    vocab, hidden, eos = 5, 4, 3
+    shapes = [(2, 3, 8, 2, 0), (1, 2, 8, 3, 0), (1, 1, 8, 2, 0), (2, 2, 7, 3, 1), (1, 3, 8, 2, 2)]
+
+    def searches() -> list[BeamSearch]:
+        return [
+            BeamSearch(
+                np.full((images, hidden), float(i), np.float32),
+                np.zeros((images, hidden), np.float32),
+                bos_id=2,
+                eos_id=eos,
+                max_length=max_length,
+                beam_size=k,
+                no_repeat_ngram=n,
+            )
+            for i, (images, k, max_length, n, _) in enumerate(shapes)
+        ]
+
+    together, alone = searches(), searches()
+    step = 0
+    while not all(s.done for s in together):
+        running = [i for i, s in enumerate(together) if not s.done and shapes[i][4] <= step]
+        rows = [together[i].rows for i in running]
+        logits = rng.normal(size=(sum(rows), vocab))
+        logits[:, eos] -= 3.0  # long captions, so n-grams come round again
+        log_probs = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+        h = rng.normal(size=(sum(rows), hidden)).astype(np.float32)
+        advance_together([together[i] for i in running], log_probs, h, h)
+        offset = 0
+        for i, n in zip(running, rows, strict=True):
+            alone[i].advance(log_probs[offset : offset + n], h[offset : offset + n], h[offset : offset + n])
+            offset += n
+        step += 1
+    for joint, single in zip(together, alone, strict=True):
+        assert joint.best() == single.best()
+        np.testing.assert_array_equal(joint.history, single.history)
+        for hypothesis in joint.best():
+            assert not _repeats(hypothesis.tokens, joint.no_repeat_ngram)
+    assert any(len(h.tokens) >= 5 for s in together for h in s.best())  # long enough to have been blocked
+
+
 def _repeats(tokens: list[int], n: int) -> bool:
     """Whether ``tokens`` hold some n-gram twice (never, for n = 0)."""
     grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)] if n else []
