@@ -56,39 +56,48 @@ def _provenance(what: str) -> dict:
     }
 
 
-def make_classifier(checkpoints: Path, out: Path) -> Path:
-    model = build_image_model("resnet18", len(PETS_LABELS))
-    path = checkpoints / "pets-resnet18.pt"
+def _classifier_checkpoint(path: Path, labels: list[str], image: dict, provenance: dict) -> Path:
+    """A ResNet-18 with one output per label, random weights, saved at ``path``."""
     runs.save_checkpoint(
         path,
         kind="resnet",
-        model=model,
-        model_args={"arch": "resnet18", "num_classes": len(PETS_LABELS)},
-        extra={
-            "labels": PETS_LABELS,
-            "image": resnet_preset(PETS_SIZE).manifest(),
-            "provenance": _provenance("resnet18"),
-        },
+        model=build_image_model("resnet18", len(labels)),
+        model_args={"arch": "resnet18", "num_classes": len(labels)},
+        extra={"labels": labels, "image": image, "provenance": provenance},
+    )
+    return path
+
+
+def _sentiment_checkpoint(
+    path: Path, tokenizer: Tokenizer, text: dict, labels: list[str], provenance: dict
+) -> Path:
+    """The sentiment network at SentimentConfig's sizes over ``tokenizer``'s vocabulary, random weights,
+    saved at ``path``."""
+    config = SentimentConfig(vocab_size=tokenizer.get_vocab_size(), pad_id=text["pad_id"])
+    runs.save_checkpoint(
+        path,
+        kind="sentiment",
+        model=SentimentLSTM(config),
+        model_args=asdict(config),
+        extra={"labels": labels, "tokenizer": tokenizer.to_str(), "text": text, "provenance": provenance},
+    )
+    return path
+
+
+def make_classifier(checkpoints: Path, out: Path) -> Path:
+    image = resnet_preset(PETS_SIZE).manifest()
+    path = _classifier_checkpoint(
+        checkpoints / "pets-resnet18.pt", PETS_LABELS, image, _provenance("resnet18")
     )
     return export_version(path, out, "pets-resnet18", 1)
 
 
 def make_sentiment(checkpoints: Path, out: Path) -> Path:
     words = [f"word{i}" for i in range(SENTIMENT_VOCAB)]
-    tokenizer = build_text_tokenizer([" ".join(words)] * 2, SENTIMENT_VOCAB)
-    config = SentimentConfig(vocab_size=SENTIMENT_VOCAB)
-    path = checkpoints / "sentiment-lstm.pt"
-    runs.save_checkpoint(
-        path,
-        kind="sentiment",
-        model=SentimentLSTM(config),
-        model_args=asdict(config),
-        extra={
-            "labels": ["negative", "positive"],
-            "tokenizer": tokenizer.to_str(),
-            "text": {"max_length": 256, "pad_id": 0, "unk_id": 1},
-            "provenance": _provenance("BiLSTM"),
-        },
+    tokenizer = build_text_tokenizer([" ".join(words)] * 2, SENTIMENT_VOCAB)  # SENTIMENT_VOCAB words
+    text = {"max_length": 256, "pad_id": 0, "unk_id": 1}
+    path = _sentiment_checkpoint(
+        checkpoints / "sentiment-lstm.pt", tokenizer, text, ["negative", "positive"], _provenance("BiLSTM")
     )
     return export_version(path, out, "sentiment-lstm", 1)
 
@@ -131,26 +140,17 @@ def checkpoint_like(version_dir: Path, path: Path) -> Path:
     manifest = json.loads((version_dir / "manifest.json").read_text())
     name, labels = manifest["name"], manifest.get("labels", [])
     provenance = _provenance(f"the architecture of {name} v{manifest['version']}")
-    if name == "pets-resnet18":
-        model_args: dict = {"arch": "resnet18", "num_classes": len(labels)}
-        model = build_image_model("resnet18", len(labels))
-        extra = {"labels": labels, "image": manifest["image"], "provenance": provenance}
-        kind = "resnet"
-    elif name == "sentiment-lstm":
-        text = manifest["text"]
-        tokenizer = Tokenizer.from_file(str(version_dir / text["tokenizer"]))
-        config = SentimentConfig(vocab_size=tokenizer.get_vocab_size(), pad_id=text["pad_id"])
-        model_args, model = asdict(config), SentimentLSTM(config)
-        extra = {"labels": labels, "tokenizer": tokenizer.to_str(), "text": text, "provenance": provenance}
-        kind = "sentiment"
-    else:
+    if name not in REBUILDABLE:
         raise ValueError(
             f"{name}: only {' and '.join(REBUILDABLE)} can be rebuilt from a repository version "
             "(a captioner's encoder and vocabulary are in its training checkpoint only)"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    runs.save_checkpoint(path, kind=kind, model=model, model_args=model_args, extra=extra)
-    return path
+    if name == "pets-resnet18":
+        return _classifier_checkpoint(path, labels, manifest["image"], provenance)
+    text = manifest["text"]
+    tokenizer = Tokenizer.from_file(str(version_dir / text["tokenizer"]))
+    return _sentiment_checkpoint(path, tokenizer, text, labels, provenance)
 
 
 def main(argv: list[str] | None = None) -> None:
