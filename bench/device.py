@@ -495,7 +495,7 @@ def steps(bundle_dir: Path, checkpoints: Path, out: Path, duration: float, reque
     ]
 
 
-STEP_NAMES = ("environment", "gpu-check", "caption-steps", "run", "batch")
+STEP_NAMES = tuple(step.name for step in steps(Path(), Path(), Path(), 1.0, 1))  # the options' choices
 
 
 def naive_checkpoints(bundle_dir: Path, stage_dir: Path, env: dict[str, str], log: Log) -> Path:
@@ -556,12 +556,11 @@ def run_step(step: Step, limit_s: float, env: dict[str, str], out: Path) -> tupl
     return status, time.monotonic() - started
 
 
-def go(args: argparse.Namespace) -> int:
+def go(args: argparse.Namespace, plan: dict) -> int:
     deadline = time.monotonic() + args.budget_s
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / "session.log")
-    plan = read_plan(args.plan)
     missing = stage(args.part, plan, args.stage)
     if missing:
         raise DeviceError(f"parts not staged yet: {', '.join(missing)}")
@@ -696,7 +695,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = [s for s in args.steps if s not in STEP_NAMES]
         if unknown:
             p.error(f"--steps: unknown {', '.join(unknown)}; known: {', '.join(STEP_NAMES)}")
-        return go(args)
+        return go(args, plan)
     except DeviceError as exc:
         print(f"{p.prog}: error: {exc}", file=sys.stderr)
         return 2
